@@ -1,0 +1,1 @@
+//! Azure IoT Hub emulator (being built).

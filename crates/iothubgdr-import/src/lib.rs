@@ -1,0 +1,1 @@
+//! Import engine (being built).

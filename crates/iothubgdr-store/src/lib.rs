@@ -1,0 +1,315 @@
+//! The storage contract of iothubgdr.
+//!
+//! Every handler and the import engine talk to storage only through [`Store`], so a backend
+//! (SQLite for a laptop, PostgreSQL for scale) is a crate of its own and no handler changes
+//! when it is swapped. Records are plain data; identities are UUIDs and the API adds the
+//! `locations/`, `assets/`, `iothubgdr/` prefixes.
+//!
+//! Paging is keyset paging on a per-table, ever-increasing `seq`: lists are newest first and
+//! a page continues strictly below the last `seq` it returned, so rows inserted while a client
+//! pages never shift what it sees.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A string-keyed attribute map, as the Archivist stores asset and location attributes.
+pub type Attributes = Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (for example an app's client id already exists).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database could not be reached or answered with an error. The text is the
+    /// backend's and never holds a secret (no secret is ever passed to the store).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One tenant: every resource belongs to exactly one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// An app registration ("custom integration"): a client id, a hash of its secret, and the
+/// tenant it acts for. The secret itself is never stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub client_id: String,
+    pub display_name: String,
+    pub tenant: Tenant,
+    /// Hash of the client secret (see iothubgdr-auth); compared in constant time.
+    pub secret_hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    pub client_id: String,
+    pub display_name: String,
+    /// The tenant's name; the tenant is created when it does not exist yet.
+    pub tenant_name: String,
+    pub secret_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub display_name: String,
+    pub description: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub attributes: Attributes,
+    pub created_at: OffsetDateTime,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLocation {
+    pub display_name: String,
+    pub description: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asset {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub behaviours: Vec<String>,
+    pub attributes: Attributes,
+    /// When the asset's attributes last changed.
+    pub at_time: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAsset {
+    pub behaviours: Vec<String>,
+    pub attributes: Attributes,
+}
+
+/// An asset written by an import. `source_key` is the natural key of the thing it stands
+/// for (for a device: hub host and device id); one tenant has at most one asset per key,
+/// so a second import of the same hub updates instead of duplicating, even when two imports
+/// of the same hub run at once.
+#[derive(Debug, Clone)]
+pub struct AssetUpsert {
+    pub source_key: String,
+    pub behaviours: Vec<String>,
+    pub attributes: Attributes,
+}
+
+/// Exact-match filters on string attributes, combined with AND.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttributeFilter(pub Vec<(String, String)>);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LocationFilter {
+    pub display_name: Option<String>,
+    pub attributes: AttributeFilter,
+}
+
+/// Which rows a list asks for: `page_size` rows, newest first, with `seq` strictly below
+/// `before_seq` when continuing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageRequest {
+    pub page_size: u32,
+    pub before_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The `before_seq` of the next page, or `None` when this was the last page.
+    pub next_before_seq: Option<i64>,
+}
+
+/// Where an import stands. `Failed` is the page's `error` form of the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImportStatus {
+    Pending,
+    InProgress,
+    Finished,
+    Cancelled,
+    Failed,
+}
+
+impl ImportStatus {
+    pub fn is_done(self) -> bool {
+        matches!(self, Self::Finished | Self::Cancelled | Self::Failed)
+    }
+
+    /// The name kept in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::InProgress => "INPROGRESS",
+            Self::Finished => "FINISHED",
+            Self::Cancelled => "CANCELLED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => Self::Pending,
+            "INPROGRESS" => Self::InProgress,
+            "FINISHED" => Self::Finished,
+            "CANCELLED" => Self::Cancelled,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An import operation (`iothubgdr/<id>`). It never holds the connection string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Import {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub display_name: String,
+    pub arc_home_location_identity: Option<String>,
+    pub status: ImportStatus,
+    pub error_message: Option<String>,
+    pub number_assets_imported: u64,
+    /// The hub's device count when the engine learned it.
+    pub number_devices_total: Option<u64>,
+    /// The hub's host name, once the secret was parsed (not a secret).
+    pub hub_host: Option<String>,
+    /// The server process that holds this import's secret in memory and runs it.
+    pub worker_id: Option<Uuid>,
+    pub accepted_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewImport {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub display_name: String,
+    pub arc_home_location_identity: Option<String>,
+    pub hub_host: Option<String>,
+    pub worker_id: Uuid,
+    /// `None`: the import is accepted as `Pending`. `Some(message)`: it is recorded as
+    /// failed at once (for example `invalid secret provided`).
+    pub failed_with: Option<String>,
+}
+
+/// How an import that ran ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    Finished,
+    Cancelled,
+    Failed(String),
+}
+
+/// What happened to a page an import tried to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageWrite {
+    /// Written in one transaction with the new count.
+    Written { number_assets_imported: u64 },
+    /// The import is no longer in progress (cancelled, or failed by a reaper); nothing was
+    /// written and the job must stop.
+    Stopped(ImportStatus),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Is the database reachable? Backs `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- keys ---------------------------------------------------------------------------
+
+    /// The token signing key shared by every process on this database: stores `candidate`
+    /// if no key exists yet and returns the key that is stored (the candidate or an older one).
+    async fn signing_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
+    // ---- tenants and app registrations --------------------------------------------------
+
+    async fn app_create(&self, app: NewApp) -> StoreResult<App>;
+    async fn app_get(&self, client_id: &str) -> StoreResult<Option<App>>;
+    async fn app_list(&self) -> StoreResult<Vec<App>>;
+    /// Returns whether an app was deleted.
+    async fn app_delete(&self, client_id: &str) -> StoreResult<bool>;
+
+    // ---- locations ----------------------------------------------------------------------
+
+    async fn location_create(&self, tenant_id: Uuid, new: NewLocation) -> StoreResult<Location>;
+    async fn location_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Location>>;
+    async fn location_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &LocationFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Location>>;
+    async fn location_count(&self, tenant_id: Uuid, filter: &LocationFilter) -> StoreResult<u64>;
+
+    // ---- assets -------------------------------------------------------------------------
+
+    async fn asset_create(&self, tenant_id: Uuid, new: NewAsset) -> StoreResult<Asset>;
+    async fn asset_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
+    async fn asset_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &AttributeFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Asset>>;
+    async fn asset_count(&self, tenant_id: Uuid, filter: &AttributeFilter) -> StoreResult<u64>;
+
+    // ---- imports ------------------------------------------------------------------------
+
+    async fn import_create(&self, new: NewImport) -> StoreResult<Import>;
+    /// A tenant's import; deleted imports are not found.
+    async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>>;
+    async fn import_list(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Page<Import>>;
+    async fn import_count(&self, tenant_id: Uuid) -> StoreResult<u64>;
+    /// Hides the import from GET and lists. A running job keeps running and writing.
+    async fn import_delete(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// Pending or in progress → cancelled (done, finished now). An import that is already
+    /// done is returned unchanged. `None`: no such import for this tenant.
+    async fn import_cancel(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>>;
+    /// Pending → in progress. `false` when it was no longer pending (cancelled meanwhile).
+    async fn import_start(&self, id: Uuid) -> StoreResult<bool>;
+    /// Records the hub's device count on an import (the engine's progress total).
+    async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()>;
+    /// Upserts the page's assets (by `(tenant, source_key)`) and adds `assets.len()` to
+    /// `number_assets_imported`, in one transaction, only while the import is in progress.
+    async fn import_write_page(
+        &self,
+        id: Uuid,
+        tenant_id: Uuid,
+        assets: &[AssetUpsert],
+    ) -> StoreResult<PageWrite>;
+    /// Pending or in progress → the outcome (done, finished now). Returns the import as it
+    /// then is, also when it was already done (then nothing changes).
+    async fn import_finish(&self, id: Uuid, outcome: ImportOutcome) -> StoreResult<Option<Import>>;
+    /// The status of an import by id, whatever its tenant and whether deleted; the engine
+    /// polls it to notice a cancel made through another process.
+    async fn import_status(&self, id: Uuid) -> StoreResult<Option<ImportStatus>>;
+
+    // ---- workers (processes that run imports) -------------------------------------------
+
+    /// Records that worker `worker_id` is alive now.
+    async fn worker_heartbeat(&self, worker_id: Uuid) -> StoreResult<()>;
+    /// Fails every unfinished import whose worker has not sent a heartbeat since
+    /// `stale_before` (or never did), with `message`. Returns the ids it failed. The secret
+    /// of such an import died with its process, so it can never resume.
+    async fn imports_fail_orphaned(
+        &self,
+        stale_before: OffsetDateTime,
+        message: &str,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Fails every unfinished import of one worker (a process shutting down).
+    async fn imports_fail_for_worker(&self, worker_id: Uuid, message: &str) -> StoreResult<u64>;
+}
