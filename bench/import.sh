@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Import benchmark: seeds N devices in the IoT Hub emulator, imports them through the real
+# server, and compares the end-to-end rate with the rate at which the IoT Hub client alone
+# pages through the same devices, measured in the same run on the same machine.
+#
+#   bash bench/import.sh                 # 100,000 devices
+#   DEVICES="100000 1000000" bash bench/import.sh
+#
+# Prints, per size: devices/s end to end, devices/s for the client alone, their ratio, and
+# the server's peak resident memory (VmHWM). Everything runs on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEVICES=${DEVICES:-100000}
+cargo build --release --quiet -p iothubgdr -p iothub-emulator
+cargo build --release --quiet -p iothub-client --example page_devices
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
+wait_for_file() { for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
+
+printf '%-10s %14s %14s %8s %16s\n' devices "import dev/s" "client dev/s" ratio "server peak MB"
+for n in $DEVICES; do
+  dir="$work/$n"; mkdir -p "$dir"
+  "$bin/iothub-emulator" --listen 127.0.0.1:0 --hub-name bench-hub --devices "$n" --seed 7 \
+      --ca-cert-out "$dir/ca.pem" --info-out "$dir/emulator.json" >"$dir/emulator.log" 2>&1 &
+  pids+=($!)
+  wait_for_file "$dir/emulator.json"
+  host=$(json "$dir/emulator.json" hostname)
+  addr=$(json "$dir/emulator.json" address)
+  (umask 077; json "$dir/emulator.json" iothub_connection_string >"$dir/secret")
+
+  # Baseline: the client alone, no server, no database.
+  client=$("$bin/examples/page_devices" --connection-string-file "$dir/secret" \
+      --ca-file "$dir/ca.pem" --resolve "$host=$addr")
+  client_rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['devices_per_second']))" "$client")
+
+  "$bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" \
+      --iothub-ca-file "$dir/ca.pem" --iothub-resolve "$host=$addr" --log-level warn \
+      >"$dir/server.out" 2>"$dir/server.log" &
+  server=$!; pids+=($server)
+  for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(sed -n 's/^listening on //p' "$dir/server.out" | head -n1)
+  app=$("$bin/iothubgdr" apps create --display-name bench --database "sqlite://$dir/data/iothubgdr.db")
+  id=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_id'])" "$app")
+  secret=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_secret'])" "$app")
+  token=$(curl -sf "$url/archivist/iam/v1/appidp/token" -d grant_type=client_credentials \
+      --data-urlencode "client_id=$id" --data-urlencode "client_secret=$secret" |
+      python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
+  printf 'Authorization: Bearer %s\n' "$token" >"$dir/bearer"
+  python3 - "$dir/secret" >"$dir/body.json" <<'PY'
+import json, sys
+print(json.dumps({"display_name": "bench", "secret": open(sys.argv[1]).read().strip()}))
+PY
+  started=$(date +%s.%N)
+  op=$(curl -sf -H "@$dir/bearer" -H 'Content-Type: application/json' -d "@$dir/body.json" "$url/archivist/v2/iothubgdr")
+  uuid=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['identity'].split('/')[1])" "$op")
+  while :; do
+    op=$(curl -sf -H "@$dir/bearer" "$url/archivist/v2/iothubgdr/$uuid")
+    done_=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['done'])" "$op")
+    [ "$done_" = True ] && break
+    sleep 0.05
+  done
+  ended=$(date +%s.%N)
+  imported=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); print((o.get('result') or o.get('error'))['number_assets_imported'])" "$op")
+  if [ "$imported" != "$n" ]; then echo "import of $n devices ended with $imported: $op" >&2; exit 1; fi
+  peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+  python3 - "$n" "$started" "$ended" "$client_rate" "$peak_kb" <<'PY'
+import sys
+n, t0, t1, client, peak = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+rate = n / (t1 - t0)
+print(f"{n:<10} {rate:14.0f} {client:14.0f} {rate / client:8.2f} {peak / 1024:16.1f}")
+PY
+  kill "$server" "${pids[0]}" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  pids=()
+done
