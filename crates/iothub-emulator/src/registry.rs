@@ -1,0 +1,401 @@
+//! The identity registry: seeded devices computed on demand plus an overlay of everything
+//! created, changed or deleted since start. Iteration is in deviceId order, so a continuation
+//! token that names the last deviceId stays valid while devices come and go.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+
+use serde_json::{Map, Value};
+
+use crate::error::HubError;
+use crate::model::{
+    merge_patch, AuthType, ConnectionState, DeviceInput, DeviceRecord, DeviceStatus, NEVER,
+};
+use crate::query::Query;
+use crate::seed::{derived_key, mix, seeded_device, timestamp, SeededIds};
+
+enum Slot {
+    Live(Box<DeviceRecord>),
+    Deleted,
+}
+
+pub(crate) struct Registry {
+    seed: u64,
+    ids: SeededIds,
+    overlay: BTreeMap<String, Slot>,
+    changes: u64,
+}
+
+/// Device ids: up to 128 characters from the set the hub documents
+/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry#device-identity-properties>).
+pub(crate) fn valid_device_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '.'
+                        | '%'
+                        | '_'
+                        | '*'
+                        | '?'
+                        | '!'
+                        | '('
+                        | ')'
+                        | ','
+                        | ':'
+                        | '='
+                        | '@'
+                        | '$'
+                        | '\''
+                )
+        })
+}
+
+pub(crate) fn etag_matches(if_match: &str, current: &str) -> bool {
+    let wanted = if_match.trim().trim_matches('"');
+    wanted == "*" || wanted == current
+}
+
+fn now_text() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    timestamp(now.unix_timestamp(), now.nanosecond() / 100)
+}
+
+impl Registry {
+    pub(crate) fn new(seed: u64, devices: u64) -> Self {
+        Registry {
+            seed,
+            ids: SeededIds::new(devices),
+            overlay: BTreeMap::new(),
+            changes: 0,
+        }
+    }
+
+    pub(crate) fn get(&self, device_id: &str) -> Option<Cow<'_, DeviceRecord>> {
+        match self.overlay.get(device_id) {
+            Some(Slot::Live(record)) => Some(Cow::Borrowed(record)),
+            Some(Slot::Deleted) => None,
+            None => self
+                .ids
+                .index_of(device_id)
+                .map(|index| Cow::Owned(seeded_device(self.seed, &self.ids, index))),
+        }
+    }
+
+    fn next_change(&mut self) -> u64 {
+        self.changes += 1;
+        mix(self.seed ^ 0xC0FFEE ^ self.changes)
+    }
+
+    fn store(&mut self, record: DeviceRecord) {
+        self.overlay
+            .insert(record.device_id.clone(), Slot::Live(Box::new(record)));
+    }
+
+    fn apply_identity(
+        &mut self,
+        record: &mut DeviceRecord,
+        input: &DeviceInput,
+    ) -> Result<(), HubError> {
+        if let Some(status) = input.status {
+            if status != record.status {
+                record.status_updated_time = now_text();
+            }
+            record.status = status;
+        }
+        if input.status_reason.is_some() {
+            record.status_reason = input.status_reason.clone();
+        }
+        if let Some(capabilities) = &input.capabilities {
+            if let Some(edge) = capabilities.iot_edge {
+                record.iot_edge = edge;
+            }
+        }
+        if input.device_scope.is_some() {
+            record.device_scope = input.device_scope.clone();
+        }
+        if let Some(auth) = &input.authentication {
+            let kind = auth.kind.unwrap_or(AuthType::Sas);
+            record.auth_type = kind;
+            match kind {
+                AuthType::Sas => {
+                    let keys = auth.symmetric_key.clone().unwrap_or_default();
+                    let primary = keys.primary_key.filter(|k| !k.is_empty());
+                    let secondary = keys.secondary_key.filter(|k| !k.is_empty());
+                    for key in [&primary, &secondary].into_iter().flatten() {
+                        if !valid_sas_key(key) {
+                            return Err(HubError::bad_request(
+                                "The symmetric keys must be base64 and between 16 and 64 bytes long",
+                            ));
+                        }
+                    }
+                    let change = self.next_change();
+                    record.primary_key = Some(primary.unwrap_or_else(|| {
+                        derived_key(change, &format!("{}/primary", record.device_id))
+                    }));
+                    record.secondary_key = Some(secondary.unwrap_or_else(|| {
+                        derived_key(change, &format!("{}/secondary", record.device_id))
+                    }));
+                    record.primary_thumbprint = None;
+                    record.secondary_thumbprint = None;
+                }
+                AuthType::SelfSigned => {
+                    let prints = auth.x509_thumbprint.clone().unwrap_or_default();
+                    if prints
+                        .primary_thumbprint
+                        .as_deref()
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        return Err(HubError::bad_request(
+                            "A selfSigned device needs a primary thumbprint",
+                        ));
+                    }
+                    record.primary_thumbprint = prints.primary_thumbprint;
+                    record.secondary_thumbprint = prints.secondary_thumbprint;
+                    record.primary_key = None;
+                    record.secondary_key = None;
+                }
+                AuthType::CertificateAuthority | AuthType::None => {
+                    record.primary_key = None;
+                    record.secondary_key = None;
+                    record.primary_thumbprint = None;
+                    record.secondary_thumbprint = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        device_id: &str,
+        input: &DeviceInput,
+    ) -> Result<DeviceRecord, HubError> {
+        if !valid_device_id(device_id) {
+            return Err(HubError::bad_request(format!(
+                "DeviceId {device_id} is invalid"
+            )));
+        }
+        if self.get(device_id).is_some() {
+            return Err(HubError::new(
+                axum::http::StatusCode::CONFLICT,
+                "DeviceAlreadyExists",
+                format!("A device with ID '{device_id}' is already registered."),
+            ));
+        }
+        let change = self.next_change();
+        let now = now_text();
+        let mut record = DeviceRecord {
+            device_id: device_id.to_string(),
+            generation_id: format!("63{:016}", change % 10_000_000_000_000_000),
+            device_etag: change % 1_000_000_000,
+            status: DeviceStatus::Enabled,
+            status_reason: None,
+            status_updated_time: NEVER.to_string(),
+            connection_state: ConnectionState::Disconnected,
+            connection_state_updated_time: NEVER.to_string(),
+            last_activity_time: NEVER.to_string(),
+            cloud_to_device_message_count: 0,
+            auth_type: AuthType::Sas,
+            primary_key: None,
+            secondary_key: None,
+            primary_thumbprint: None,
+            secondary_thumbprint: None,
+            iot_edge: false,
+            device_scope: None,
+            model_id: String::new(),
+            tags: Map::new(),
+            desired: Map::new(),
+            desired_version: 1,
+            desired_updated: now.clone(),
+            reported: Map::new(),
+            reported_version: 1,
+            reported_updated: now,
+            twin_version: 1,
+        };
+        let mut input = input.clone();
+        if input.authentication.is_none() {
+            input.authentication = Some(Default::default());
+        }
+        self.apply_identity(&mut record, &input)?;
+        self.store(record.clone());
+        Ok(record)
+    }
+
+    pub(crate) fn update(
+        &mut self,
+        device_id: &str,
+        input: &DeviceInput,
+        if_match: &str,
+    ) -> Result<DeviceRecord, HubError> {
+        let mut record = self
+            .get(device_id)
+            .ok_or_else(|| HubError::device_not_found(device_id))?
+            .into_owned();
+        if !etag_matches(if_match, &record.device_etag_text()) {
+            return Err(HubError::precondition_failed(format!(
+                "Precondition failed: device {device_id} has a different etag"
+            )));
+        }
+        self.apply_identity(&mut record, input)?;
+        record.device_etag = record.device_etag.wrapping_add(1) % 1_000_000_000;
+        self.store(record.clone());
+        Ok(record)
+    }
+
+    pub(crate) fn delete(&mut self, device_id: &str, if_match: &str) -> Result<(), HubError> {
+        let record = self
+            .get(device_id)
+            .ok_or_else(|| HubError::device_not_found(device_id))?;
+        if !etag_matches(if_match, &record.device_etag_text()) {
+            return Err(HubError::precondition_failed(format!(
+                "Precondition failed: device {device_id} has a different etag"
+            )));
+        }
+        if self.ids.index_of(device_id).is_some() {
+            self.overlay.insert(device_id.to_string(), Slot::Deleted);
+        } else {
+            self.overlay.remove(device_id);
+        }
+        Ok(())
+    }
+
+    /// `PATCH /twins/{id}` merges; `PUT /twins/{id}` replaces tags and desired properties.
+    pub(crate) fn change_twin(
+        &mut self,
+        device_id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        replace: bool,
+    ) -> Result<DeviceRecord, HubError> {
+        let mut record = self
+            .get(device_id)
+            .ok_or_else(|| HubError::device_not_found(device_id))?
+            .into_owned();
+        if let Some(if_match) = if_match {
+            if !etag_matches(if_match, &record.twin_etag_text()) {
+                return Err(HubError::precondition_failed(format!(
+                    "Precondition failed: twin {device_id} has a different etag"
+                )));
+            }
+        }
+        let Some(body) = body.as_object() else {
+            return Err(HubError::bad_request(
+                "The twin patch must be a JSON object",
+            ));
+        };
+        let tags = match body.get("tags") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(tags)) => Some(tags),
+            Some(_) => return Err(HubError::bad_request("tags must be a JSON object")),
+        };
+        let desired = match body.get("properties").and_then(|p| p.get("desired")) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(desired)) => Some(desired),
+            Some(_) => {
+                return Err(HubError::bad_request(
+                    "desired properties must be a JSON object",
+                ))
+            }
+        };
+        if replace {
+            record.tags = tags.cloned().unwrap_or_default();
+        } else if let Some(tags) = tags {
+            merge_patch(&mut record.tags, tags);
+        }
+        if let Some(desired) = desired {
+            let mut cleaned = desired.clone();
+            cleaned.retain(|name, _| !name.starts_with('$'));
+            if replace {
+                record.desired = cleaned;
+            } else {
+                merge_patch(&mut record.desired, &cleaned);
+            }
+            record.desired_version += 1;
+            record.desired_updated = now_text();
+        }
+        record.twin_version += 1;
+        self.store(record.clone());
+        Ok(record)
+    }
+
+    /// Visits live devices after `after` in deviceId order until `visit` breaks.
+    pub(crate) fn scan_after(
+        &self,
+        after: Option<&str>,
+        mut visit: impl FnMut(&DeviceRecord) -> ControlFlow<()>,
+    ) {
+        let mut seeded = after.map_or(0, |after| self.ids.first_index_after(after));
+        let lower = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let mut overlay = self
+            .overlay
+            .range::<str, _>((lower, Bound::Unbounded))
+            .peekable();
+        loop {
+            let seeded_id = (seeded < self.ids.count).then(|| self.ids.id(seeded));
+            let flow = match (seeded_id, overlay.peek()) {
+                (None, None) => return,
+                (Some(id), Some((key, _))) if id.as_str() == key.as_str() => {
+                    seeded += 1;
+                    match overlay.next() {
+                        Some((_, Slot::Live(record))) => visit(record),
+                        _ => ControlFlow::Continue(()),
+                    }
+                }
+                (Some(id), Some((key, _))) if id.as_str() > key.as_str() => match overlay.next() {
+                    Some((_, Slot::Live(record))) => visit(record),
+                    _ => ControlFlow::Continue(()),
+                },
+                (Some(_), _) => {
+                    let record = seeded_device(self.seed, &self.ids, seeded);
+                    seeded += 1;
+                    visit(&record)
+                }
+                (None, Some(_)) => match overlay.next() {
+                    Some((_, Slot::Live(record))) => visit(record),
+                    _ => ControlFlow::Continue(()),
+                },
+            };
+            if flow.is_break() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn count(&self, query: &Query) -> u64 {
+        if query.conditions.is_empty() {
+            let mut total = self.ids.count;
+            for (id, slot) in &self.overlay {
+                let seeded = self.ids.index_of(id).is_some();
+                match (slot, seeded) {
+                    (Slot::Deleted, true) => total -= 1,
+                    (Slot::Live(_), false) => total += 1,
+                    _ => {}
+                }
+            }
+            return total;
+        }
+        let mut total = 0;
+        self.scan_after(None, |record| {
+            if query.matches(record) {
+                total += 1;
+            }
+            ControlFlow::Continue(())
+        });
+        total
+    }
+}
+
+fn valid_sas_key(key: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .is_ok_and(|bytes| (16..=64).contains(&bytes.len()))
+}

@@ -1,0 +1,237 @@
+//! Synthetic devices computed on demand from (seed, index), so a million-device hub costs no
+//! memory and starts instantly; only devices that are created, changed or deleted are stored.
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::model::{AuthType, ConnectionState, DeviceRecord, DeviceStatus, NEVER};
+
+const CITIES: &[&str] = &[
+    "Amsterdam",
+    "Berlin",
+    "Chicago",
+    "Dublin",
+    "Lisbon",
+    "Madrid",
+    "Oslo",
+    "Paris",
+    "Seattle",
+    "Tokyo",
+];
+const MODELS: &[&str] = &[
+    "dtmi:com:example:Thermostat;1",
+    "dtmi:com:example:TemperatureController;2",
+    "dtmi:contoso:AirQualitySensor;1",
+    "dtmi:contoso:SmartMeter;3",
+    "",
+];
+/// 2026-01-01T00:00:00Z; seeded timestamps fall within the 30 days after it.
+const EPOCH_2026: i64 = 1_767_225_600;
+
+/// The stable, sortable ids of seeded devices: zero-padded so that lexical order is index order.
+#[derive(Clone, Debug)]
+pub(crate) struct SeededIds {
+    pub(crate) count: u64,
+    width: usize,
+}
+
+const PREFIX: &str = "device-";
+
+impl SeededIds {
+    pub(crate) fn new(count: u64) -> Self {
+        let digits = count.saturating_sub(1).max(1).to_string().len();
+        SeededIds {
+            count,
+            width: digits.max(6),
+        }
+    }
+
+    pub(crate) fn id(&self, index: u64) -> String {
+        format!("{PREFIX}{index:0width$}", width = self.width)
+    }
+
+    pub(crate) fn index_of(&self, device_id: &str) -> Option<u64> {
+        let digits = device_id.strip_prefix(PREFIX)?;
+        if digits.len() != self.width || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let index: u64 = digits.parse().ok()?;
+        (index < self.count).then_some(index)
+    }
+
+    /// The first index whose id sorts after `after` (ids are ordered like their indexes).
+    pub(crate) fn first_index_after(&self, after: &str) -> u64 {
+        let (mut low, mut high) = (0u64, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.id(mid).as_str() <= after {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+}
+
+/// SplitMix64: a tiny, well-known mixing function; hand-written because it is five lines and
+/// gives the same stream on every platform, which a seeded emulator needs.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub(crate) fn derived_key(seed: u64, label: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.to_le_bytes());
+    hasher.update(label.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
+}
+
+pub(crate) fn timestamp(unix_seconds: i64, fraction: u32) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_seconds) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            fraction % 10_000_000
+        ),
+        Err(_) => NEVER.to_string(),
+    }
+}
+
+pub(crate) fn seeded_device(seed: u64, ids: &SeededIds, index: u64) -> DeviceRecord {
+    let h = mix(seed ^ mix(index));
+    let h2 = mix(h);
+    let device_id = ids.id(index);
+    let iot_edge = h % 10 == 0;
+    let status = if (h >> 8) % 20 == 0 {
+        DeviceStatus::Disabled
+    } else {
+        DeviceStatus::Enabled
+    };
+    let connected = status == DeviceStatus::Enabled && (h >> 16) % 3 != 0;
+    let self_signed = !iot_edge && (h >> 24) % 8 == 0;
+    let city = CITIES[((h >> 32) % CITIES.len() as u64) as usize];
+    let building = (h >> 40) % 12 + 1;
+    let floor = (h >> 48) % 9;
+    let model_id = if iot_edge {
+        ""
+    } else {
+        MODELS[((h2 >> 8) % MODELS.len() as u64) as usize]
+    };
+    let created = EPOCH_2026 + (h2 % (30 * 86_400)) as i64;
+    let activity = created + ((h2 >> 24) % 86_400) as i64;
+    let fraction = (h2 >> 40) as u32;
+    let (primary_key, secondary_key, primary_thumbprint, secondary_thumbprint) = if self_signed {
+        (
+            None,
+            None,
+            Some(format!("{:016X}{:016X}{:08X}", h, h2, (h >> 32) as u32)),
+            Some(format!("{:016X}{:016X}{:08X}", h2, h, (h2 >> 32) as u32)),
+        )
+    } else {
+        (
+            Some(derived_key(seed, &format!("{device_id}/primary"))),
+            Some(derived_key(seed, &format!("{device_id}/secondary"))),
+            None,
+            None,
+        )
+    };
+    let mut tags = Map::new();
+    tags.insert("location".into(), Value::from(city));
+    tags.insert("building".into(), Value::from(format!("B{building:02}")));
+    tags.insert("floor".into(), Value::from(floor));
+    tags.insert(
+        "environment".into(),
+        Value::from(if h2 % 4 == 0 { "staging" } else { "production" }),
+    );
+    let mut desired = Map::new();
+    desired.insert(
+        "telemetryInterval".into(),
+        json!(30 * ((h2 >> 16) % 10 + 1)),
+    );
+    let mut reported = Map::new();
+    reported.insert(
+        "firmwareVersion".into(),
+        Value::from(format!("1.{}.{}", (h2 >> 20) % 5, (h2 >> 28) % 20)),
+    );
+    let created_text = timestamp(created, fraction);
+    let activity_text = if connected || (h >> 56) % 2 == 0 {
+        timestamp(activity, fraction / 3)
+    } else {
+        NEVER.to_string()
+    };
+    DeviceRecord {
+        generation_id: format!("63{:016}", h % 10_000_000_000_000_000),
+        device_etag: h2 % 1_000_000_000,
+        status,
+        status_reason: (status == DeviceStatus::Disabled).then(|| "decommissioned".to_string()),
+        status_updated_time: NEVER.to_string(),
+        connection_state: if connected {
+            ConnectionState::Connected
+        } else {
+            ConnectionState::Disconnected
+        },
+        connection_state_updated_time: activity_text.clone(),
+        last_activity_time: activity_text,
+        cloud_to_device_message_count: (h >> 12) % 4,
+        auth_type: if self_signed {
+            AuthType::SelfSigned
+        } else {
+            AuthType::Sas
+        },
+        primary_key,
+        secondary_key,
+        primary_thumbprint,
+        secondary_thumbprint,
+        iot_edge,
+        device_scope: iot_edge
+            .then(|| format!("ms-azure-iot-edge://{device_id}-{}", h2 % 1_000_000_000_000)),
+        model_id: model_id.to_string(),
+        tags,
+        desired,
+        desired_version: 1,
+        desired_updated: created_text.clone(),
+        reported,
+        reported_version: 1 + (h2 >> 50) % 5,
+        reported_updated: created_text,
+        twin_version: 2 + (h2 >> 50) % 5,
+        device_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_like_indexes_and_round_trip() {
+        let ids = SeededIds::new(1_000_000);
+        assert_eq!(ids.id(7), "device-000007");
+        assert!(ids.id(99_999) < ids.id(100_000));
+        assert_eq!(ids.index_of("device-000042"), Some(42));
+        assert_eq!(ids.index_of("device-42"), None);
+        assert_eq!(ids.first_index_after("device-000041"), 42);
+        assert_eq!(ids.first_index_after("a"), 0);
+        assert_eq!(ids.first_index_after("z"), 1_000_000);
+        assert_eq!(ids.first_index_after("device-000041x"), 42);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_device() {
+        let ids = SeededIds::new(10);
+        let a = serde_json::to_string(&seeded_device(5, &ids, 3).twin_json()).unwrap();
+        let b = serde_json::to_string(&seeded_device(5, &ids, 3).twin_json()).unwrap();
+        let c = serde_json::to_string(&seeded_device(6, &ids, 3).twin_json()).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}
