@@ -7,7 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-# 2.7.0 is the newest release and installs on Python 3.11 (uamqp ships wheels for it).
+# 2.7.0 is the newest release and installs on Python 3.11 (uamqp ships wheels for it). It imports
+# six without declaring it as a dependency, so six is installed beside it.
 sdk_version="${AZURE_IOT_HUB_VERSION:-2.7.0}"
 devices="${EMULATOR_DEVICES:-250}"
 python="${PYTHON:-python3}"
@@ -27,7 +28,7 @@ venv="$target/iothub-emulator-sdk-venv"
 if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "azure-iot-hub==$sdk_version"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "azure-iot-hub==$sdk_version" "six==1.17.0"
 
 (cd "$repo" && cargo build --quiet -p iothub-emulator --bin iothub-emulator)
 binary="$target/debug/iothub-emulator"

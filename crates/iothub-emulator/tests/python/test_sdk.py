@@ -152,8 +152,12 @@ def query_twins_over_several_pages():
 def query_with_a_filter_and_count():
     ids, _ = query_all("SELECT * FROM devices WHERE tags.owner = 'sdk-test'", 10)
     assert ids == ["sdk-device-0"], ids
-    result = REGISTRY.query_iot_hub(QuerySpecification(query="SELECT COUNT() AS numberOfDevices FROM devices"))
-    assert result.items == [{"numberOfDevices": SEEDED + 23}], result.items
+    # query_iot_hub deserializes every row as a Twin, which drops an aggregate's alias, so the
+    # count is read from the raw answer of the same SDK operation.
+    raw = REGISTRY.protocol.query.get_twins(
+        QuerySpecification(query="SELECT COUNT() AS numberOfDevices FROM devices"), None, None, None, True
+    )
+    assert raw.response.json() == [{"numberOfDevices": SEEDED + 23}], raw.response.text
 
 
 @test
