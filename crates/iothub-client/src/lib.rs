@@ -1,1 +1,20 @@
-//! Azure IoT Hub service client (being built).
+//! Azure IoT Hub service client: connection strings, shared access signatures, and a
+//! device twin query that pages safely (retries within a budget, same continuation token
+//! on retry, pacing under the hub's query quota).
+
+mod client;
+mod connection_string;
+mod error;
+mod pacing;
+mod query;
+mod sas;
+mod twin;
+
+pub use client::{
+    ClientOptions, HubClient, RequestObserver, RequestOutcome, API_VERSION, MAX_PAGE_SIZE,
+};
+pub use connection_string::{ConnectionString, ConnectionStringError, ConnectionStringForm};
+pub use error::{HubError, HubErrorKind};
+pub use query::DevicePages;
+pub use sas::generate_sas_token;
+pub use twin::{decode_device_count, decode_twin_page, Capabilities, Twin};

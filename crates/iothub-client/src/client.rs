@@ -1,0 +1,682 @@
+//! The IoT Hub service client: TLS connection set-up, SAS authorization, and one query
+//! page fetched with retries.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::connection_string::ConnectionString;
+use crate::error::{describe_transport_error, HubError};
+use crate::pacing::Pacer;
+use crate::query::DevicePages;
+use crate::sas::{generate_sas_token, SasToken};
+use crate::twin::decode_device_count;
+
+/// The current GA service API version (the one the official SDKs send).
+pub const API_VERSION: &str = "2021-04-12";
+
+/// The largest page a twin query returns: "the query object is instantiated with a page
+/// size (up to 1000)" (IoT Hub docs, "Queries for IoT Hub device and module twins",
+/// <https://learn.microsoft.com/azure/iot-hub/query-twins>). The service may return fewer.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// SAS tokens are issued for an hour, like the official SDKs, and renewed when less than
+/// five minutes remain so a slow request never carries an expired token.
+const TOKEN_TTL_SECS: u64 = 3600;
+const TOKEN_RENEW_MARGIN_SECS: u64 = 300;
+
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A Retry-After beyond this is treated as "past any reasonable budget".
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// Longest error body quoted in an error message.
+const ERROR_DETAIL_MAX_CHARS: usize = 300;
+
+/// Told about every answer (or failure) of every request, for metrics.
+pub trait RequestObserver: Send + Sync {
+    fn on_response(&self, outcome: RequestOutcome, will_retry: bool);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    Ok,
+    Throttled,
+    ServerError,
+    Network,
+    Unauthorized,
+    NotFound,
+    Other,
+}
+
+impl RequestOutcome {
+    /// A metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::Throttled => "throttled",
+            RequestOutcome::ServerError => "server_error",
+            RequestOutcome::Network => "network",
+            RequestOutcome::Unauthorized => "unauthorized",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::Other => "other",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// PEM certificates trusted in addition to the webpki roots (a local emulator's CA).
+    pub extra_root_ca_pem: Option<Vec<u8>>,
+    /// Host to address overrides, like curl's `--resolve`; TLS still checks the host name.
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// `x-ms-max-item-count`; defaults to [`MAX_PAGE_SIZE`].
+    pub page_size: u32,
+    /// Total time one page may spend retrying.
+    pub retry_budget: Duration,
+    /// Time limit of one HTTP request, body included.
+    pub request_timeout: Duration,
+    /// Pace under a hub's query quota; `None` is unpaced until a 429 says otherwise.
+    pub queries_per_minute: Option<u32>,
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            extra_root_ca_pem: None,
+            resolve: Vec::new(),
+            page_size: MAX_PAGE_SIZE,
+            retry_budget: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            queries_per_minute: None,
+            observer: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field(
+                "extra_root_ca_pem",
+                &self.extra_root_ca_pem.as_ref().map(Vec::len),
+            )
+            .field("resolve", &self.resolve)
+            .field("page_size", &self.page_size)
+            .field("retry_budget", &self.retry_budget)
+            .field("request_timeout", &self.request_timeout)
+            .field("queries_per_minute", &self.queries_per_minute)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+/// A client of one hub's service API. Cheap to clone: clones share the connection pool,
+/// the SAS token and the pacing.
+#[derive(Clone)]
+pub struct HubClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    connection: ConnectionString,
+    query_url: String,
+    page_size: u32,
+    retry_budget: Duration,
+    request_timeout: Duration,
+    observer: Option<Arc<dyn RequestObserver>>,
+    pacer: Pacer,
+    token: StdMutex<Option<SasToken>>,
+}
+
+impl fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClient")
+            .field("connection", &self.inner.connection)
+            .field("page_size", &self.inner.page_size)
+            .field("retry_budget", &self.inner.retry_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One page of a query as the hub sent it.
+pub(crate) struct RawPage {
+    pub(crate) body: bytes::Bytes,
+    pub(crate) continuation: Option<String>,
+}
+
+/// Why one attempt failed, and whether another may succeed.
+struct AttemptFailure {
+    outcome: RequestOutcome,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    error: HubError,
+}
+
+impl HubClient {
+    pub fn new(connection: ConnectionString, options: ClientOptions) -> Result<Self, HubError> {
+        let invalid = |reason: String| HubError::InvalidOptions { reason };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30));
+        if let Some(pem) = &options.extra_root_ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(format!("the extra root CA is not a PEM certificate: {e}")))?;
+            if certificates.is_empty() {
+                return Err(invalid(
+                    "the extra root CA file holds no PEM certificate".to_owned(),
+                ));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        for (host, addr) in &options.resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| invalid(format!("the HTTPS client could not be built: {e}")))?;
+        if options.page_size == 0 {
+            return Err(invalid("the page size must be at least 1".to_owned()));
+        }
+        let query_url = format!(
+            "https://{}/devices/query?api-version={API_VERSION}",
+            connection.host_name()
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                query_url,
+                page_size: options.page_size,
+                retry_budget: options.retry_budget,
+                request_timeout: options.request_timeout,
+                observer: options.observer,
+                pacer: Pacer::new(options.queries_per_minute),
+                token: StdMutex::new(None),
+                connection,
+            }),
+        })
+    }
+
+    pub fn host_name(&self) -> &str {
+        self.inner.connection.host_name()
+    }
+
+    /// The number of device twins in the hub.
+    pub async fn count_devices(&self) -> Result<u64, HubError> {
+        let page = self
+            .fetch_page("SELECT COUNT() AS numberOfDevices FROM devices", None)
+            .await?;
+        decode_device_count(&page.body).map_err(|e| HubError::Protocol {
+            host: self.host_name().to_owned(),
+            reason: format!("the device count could not be read: {e}"),
+        })
+    }
+
+    /// Pages through the twins matching `query` (e.g. `SELECT * FROM devices`).
+    pub fn query_devices(&self, query: &str) -> DevicePages {
+        DevicePages::new(self.clone(), query, None)
+    }
+
+    /// Continues a query from a continuation token a previous [`DevicePages`] reported.
+    pub fn resume_query_devices(&self, query: &str, continuation: Option<String>) -> DevicePages {
+        DevicePages::new(self.clone(), query, continuation)
+    }
+
+    /// Fetches one page, retrying within the budget. Every attempt sends the same
+    /// continuation token, so a retried page is the same page.
+    pub(crate) async fn fetch_page(
+        &self,
+        query: &str,
+        continuation: Option<&str>,
+    ) -> Result<RawPage, HubError> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.retry_budget;
+        let mut attempt: u32 = 0;
+        loop {
+            inner.pacer.acquire().await;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeout = inner
+                .request_timeout
+                .min(remaining.max(Duration::from_secs(1)));
+            match self.attempt(query, continuation, timeout).await {
+                Ok(page) => {
+                    inner.pacer.on_success().await;
+                    self.observe(RequestOutcome::Ok, false);
+                    return Ok(page);
+                }
+                Err(failure) => {
+                    if failure.outcome == RequestOutcome::Throttled {
+                        inner.pacer.on_throttled(failure.retry_after).await;
+                    }
+                    let delay = failure
+                        .retry_after
+                        .unwrap_or_else(|| backoff_delay(attempt));
+                    let will_retry = failure.retryable && Instant::now() + delay < deadline;
+                    self.observe(failure.outcome, will_retry);
+                    if !will_retry {
+                        return Err(failure.error);
+                    }
+                    tracing::debug!(
+                        host = %self.host_name(),
+                        outcome = failure.outcome.as_str(),
+                        delay_ms = delay.as_millis() as u64,
+                        "retrying an IoT Hub query page"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        query: &str,
+        continuation: Option<&str>,
+        timeout: Duration,
+    ) -> Result<RawPage, AttemptFailure> {
+        let inner = &self.inner;
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, self.authorization()?);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("x-ms-max-item-count", HeaderValue::from(inner.page_size));
+        if let Some(token) = continuation {
+            let value = HeaderValue::from_str(token).map_err(|_| {
+                self.protocol_failure("the continuation token is not a valid header value")
+            })?;
+            headers.insert("x-ms-continuation", value);
+        }
+        let body = serde_json::json!({ "query": query }).to_string();
+        let response = inner
+            .http
+            .post(&inner.query_url)
+            .headers(headers)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.network_failure(e))?;
+        let status = response.status();
+        if status.is_success() {
+            let continuation = match response.headers().get("x-ms-continuation") {
+                None => None,
+                Some(value) => match value.to_str() {
+                    Ok(text) if text.trim().is_empty() => None,
+                    Ok(text) => Some(text.to_owned()),
+                    Err(_) => {
+                        return Err(self.protocol_failure(
+                            "the continuation token is not a valid header value",
+                        ))
+                    }
+                },
+            };
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.network_failure(e))?;
+            // A body that stops mid-JSON is a broken connection, worth another try; a
+            // complete body that is not JSON is not.
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                let retryable = e.is_eof();
+                let mut failure = self.protocol_failure(&format!("the body is not JSON ({e})"));
+                failure.retryable = retryable;
+                failure.outcome = if retryable {
+                    RequestOutcome::Network
+                } else {
+                    RequestOutcome::Other
+                };
+                return Err(failure);
+            }
+            return Ok(RawPage { body, continuation });
+        }
+        let retry_after = parse_retry_after(response.headers());
+        let detail = error_detail(response.bytes().await.unwrap_or_default());
+        Err(self.status_failure(status, retry_after, detail))
+    }
+
+    fn status_failure(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        detail: String,
+    ) -> AttemptFailure {
+        let host = self.host_name().to_owned();
+        let code = status.as_u16();
+        let (outcome, retryable, retry_after, error) = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+                RequestOutcome::Unauthorized,
+                false,
+                None,
+                HubError::Unauthorized { host, status: code },
+            ),
+            StatusCode::NOT_FOUND => (
+                RequestOutcome::NotFound,
+                false,
+                None,
+                HubError::HubNotFound { host },
+            ),
+            StatusCode::TOO_MANY_REQUESTS => (
+                RequestOutcome::Throttled,
+                true,
+                retry_after,
+                HubError::Throttled {
+                    host,
+                    budget: self.inner.retry_budget,
+                },
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                RequestOutcome::ServerError,
+                true,
+                retry_after,
+                HubError::ServerError {
+                    host,
+                    status: code,
+                    budget: self.inner.retry_budget,
+                },
+            ),
+            _ if status.is_server_error() => (
+                RequestOutcome::ServerError,
+                true,
+                // Retry-After is honoured on 503 (ServerBusy); other 5xx back off.
+                retry_after.filter(|_| status == StatusCode::SERVICE_UNAVAILABLE),
+                HubError::ServerError {
+                    host,
+                    status: code,
+                    budget: self.inner.retry_budget,
+                },
+            ),
+            _ => (
+                RequestOutcome::Other,
+                false,
+                None,
+                HubError::Rejected {
+                    host,
+                    status: code,
+                    detail,
+                },
+            ),
+        };
+        AttemptFailure {
+            outcome,
+            retryable,
+            retry_after,
+            error,
+        }
+    }
+
+    fn network_failure(&self, error: reqwest::Error) -> AttemptFailure {
+        let retryable = !error.is_builder();
+        AttemptFailure {
+            outcome: RequestOutcome::Network,
+            retryable,
+            retry_after: None,
+            error: HubError::Network {
+                host: self.host_name().to_owned(),
+                reason: describe_transport_error(error),
+            },
+        }
+    }
+
+    fn protocol_failure(&self, reason: &str) -> AttemptFailure {
+        AttemptFailure {
+            outcome: RequestOutcome::Other,
+            retryable: false,
+            retry_after: None,
+            error: HubError::Protocol {
+                host: self.host_name().to_owned(),
+                reason: reason.to_owned(),
+            },
+        }
+    }
+
+    fn observe(&self, outcome: RequestOutcome, will_retry: bool) {
+        if let Some(observer) = &self.inner.observer {
+            observer.on_response(outcome, will_retry);
+        }
+    }
+
+    /// The `Authorization` header: a cached SAS token for the hub host, renewed before it
+    /// expires. Marked sensitive so HTTP-level logging never prints it.
+    fn authorization(&self) -> Result<HeaderValue, AttemptFailure> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut cached = match self.inner.token.lock() {
+            Ok(guard) => guard,
+            // A panic elsewhere while holding the lock leaves at worst a stale token,
+            // which the expiry check below replaces.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|token| token.expiry_unix_secs > now + TOKEN_RENEW_MARGIN_SECS);
+        if !fresh {
+            let expiry = now + TOKEN_TTL_SECS;
+            let connection = &self.inner.connection;
+            *cached = Some(SasToken {
+                value: Zeroizing::new(generate_sas_token(
+                    connection.host_name(),
+                    connection.key(),
+                    Some(connection.policy_name()),
+                    expiry,
+                )),
+                expiry_unix_secs: expiry,
+            });
+        }
+        let token = cached.as_ref().map(|t| t.value.as_str()).unwrap_or("");
+        let mut value = HeaderValue::from_str(token)
+            .map_err(|_| self.protocol_failure("the SAS token is not a valid header value"))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling to at most 10 s, each delay drawn
+/// uniformly from its upper half so concurrent clients spread out.
+fn backoff_delay(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(BACKOFF_MAX);
+    let floor = ceiling / 2;
+    let jitter_ms = rand::thread_rng().gen_range(0..=(ceiling - floor).as_millis() as u64);
+    floor + Duration::from_millis(jitter_ms)
+}
+
+/// `Retry-After` in seconds (what IoT Hub sends). HTTP dates are not used by the hub and
+/// fall back to backoff.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds).min(RETRY_AFTER_MAX))
+}
+
+/// The hub's error body, shortened, for a rejected request (e.g. a query syntax error).
+fn error_detail(body: bytes::Bytes) -> String {
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "no details".to_owned();
+    }
+    let mut detail: String = text.chars().take(ERROR_DETAIL_MAX_CHARS).collect();
+    if text.chars().count() > ERROR_DETAIL_MAX_CHARS {
+        detail.push('…');
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_B64: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5YWJjZGVm";
+
+    fn client() -> HubClient {
+        let connection = ConnectionString::parse(&format!(
+            "HostName=myhub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY_B64}"
+        ))
+        .unwrap();
+        HubClient::new(connection, ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 0..40 {
+            let delay = backoff_delay(attempt);
+            assert!(delay <= BACKOFF_MAX, "{attempt}: {delay:?}");
+            assert!(delay >= BACKOFF_BASE / 2, "{attempt}: {delay:?}");
+        }
+        assert!(backoff_delay(10) >= BACKOFF_MAX / 2);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("0.5"));
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(500))
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn status_codes_map_to_kinds_and_retry_decisions() {
+        use crate::error::HubErrorKind as K;
+        let client = client();
+        let cases = [
+            (401, K::Unauthorized, false),
+            (403, K::Unauthorized, false),
+            (404, K::HubNotFound, false),
+            (429, K::Throttled, true),
+            (500, K::Other, true),
+            (503, K::Other, true),
+            (400, K::Other, false),
+        ];
+        for (code, kind, retryable) in cases {
+            let failure = client.status_failure(
+                StatusCode::from_u16(code).unwrap(),
+                Some(Duration::from_secs(2)),
+                "detail".to_owned(),
+            );
+            assert_eq!(failure.error.kind(), kind, "{code}");
+            assert_eq!(failure.retryable, retryable, "{code}");
+        }
+        let busy = client.status_failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(Duration::from_secs(2)),
+            String::new(),
+        );
+        assert_eq!(busy.retry_after, Some(Duration::from_secs(2)));
+        let internal = client.status_failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(Duration::from_secs(2)),
+            String::new(),
+        );
+        assert_eq!(internal.retry_after, None);
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_the_key_or_the_token() {
+        let client = client();
+        let header = client.authorization().ok().unwrap();
+        let token = header.to_str().unwrap().to_owned();
+        assert!(token.starts_with("SharedAccessSignature sr=myhub.azure-devices.net&sig="));
+        let signature = token
+            .split("sig=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        assert!(format!("{header:?}").contains("Sensitive"));
+
+        let mut texts = vec![format!("{client:?}"), format!("{client:#?}")];
+        texts.push(format!("{:?}", client.inner.token.lock().unwrap()));
+        for code in [400u16, 401, 403, 404, 429, 500, 503] {
+            let failure =
+                client.status_failure(StatusCode::from_u16(code).unwrap(), None, "body".to_owned());
+            texts.push(failure.error.to_string());
+            texts.push(format!("{:?}", failure.error));
+        }
+        for text in texts {
+            assert!(!text.contains(KEY_B64), "{text}");
+            assert!(!text.contains(signature), "{text}");
+            assert!(!text.contains("sig="), "{text}");
+        }
+    }
+
+    #[test]
+    fn token_is_reused_until_close_to_expiry() {
+        let client = client();
+        let first = client.authorization().ok().unwrap();
+        let second = client.authorization().ok().unwrap();
+        assert_eq!(first, second);
+        client
+            .inner
+            .token
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .expiry_unix_secs = 0;
+        client.authorization().ok().unwrap();
+        let renewed_expiry = client
+            .inner
+            .token
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .expiry_unix_secs;
+        assert!(renewed_expiry > TOKEN_RENEW_MARGIN_SECS);
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let connection = ConnectionString::parse(&format!(
+            "HostName=myhub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY_B64}"
+        ))
+        .unwrap();
+        let options = ClientOptions {
+            extra_root_ca_pem: Some(b"not a certificate".to_vec()),
+            ..ClientOptions::default()
+        };
+        let err = HubClient::new(connection.clone(), options).unwrap_err();
+        assert_eq!(err.kind(), crate::error::HubErrorKind::Other);
+        let options = ClientOptions {
+            page_size: 0,
+            ..ClientOptions::default()
+        };
+        assert!(HubClient::new(connection, options).is_err());
+    }
+}
