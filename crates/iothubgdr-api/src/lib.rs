@@ -1,1 +1,111 @@
-//! HTTP API (being built).
+//! The HTTP API of iothubgdr: the Archivist token endpoint, locations and assets (v2),
+//! health, readiness and metrics.
+//!
+//! # Adding a route module
+//! 1. Write `src/routes/<name>.rs` with `pub(crate) fn routes() -> Router<ApiState>` whose
+//!    handlers take [`Caller`] (authentication), [`ApiJson`] (bodies), [`paging`] helpers
+//!    (lists) and answer `Result<_, ApiError>`.
+//! 2. Declare it in `src/routes/mod.rs` and merge it in [`router`] at the marked place.
+//! 3. If it needs a handle (the import engine, say), add a field to [`ApiState`] and set it
+//!    with a `with_...` builder method so existing callers of [`ApiState::new`] still work.
+//!
+//! Every layer (metrics, tracing, body limit, the 404/405 fallbacks) is applied in
+//! [`router`] after the merge, so merged routes get all of them.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod paging;
+mod routes;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+pub use axum::Router;
+use iothubgdr_auth::TokenService;
+use iothubgdr_store::Store;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, Caller};
+pub use metrics::{new_registry, HttpMetrics, SharedRegistry};
+pub use routes::{render_time, tenant_identity};
+
+/// The largest request body accepted; larger ones answer 413.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub tokens: Arc<TokenService>,
+    pub http_metrics: Arc<HttpMetrics>,
+    /// The process-wide metrics registry, encoded by `GET /metrics`.
+    pub registry: SharedRegistry,
+}
+
+impl ApiState {
+    /// Registers the HTTP metrics in `registry` (see [`metrics`]).
+    pub fn new(store: Arc<dyn Store>, tokens: Arc<TokenService>, registry: SharedRegistry) -> Self {
+        let http_metrics = match registry.lock() {
+            Ok(mut registry) => HttpMetrics::register(&mut registry),
+            // A poisoned lock means a thread panicked while registering: keep serving with
+            // metrics that are not exported rather than refusing to start.
+            Err(poisoned) => HttpMetrics::register(&mut poisoned.into_inner()),
+        };
+        Self {
+            store,
+            tokens,
+            http_metrics: Arc::new(http_metrics),
+            registry,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    let routes = Router::new()
+        .merge(routes::operations::routes())
+        .merge(routes::token::routes())
+        .merge(routes::locations::routes())
+        .merge(routes::assets::routes());
+    // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
+
+    routes
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(
+            // Spans name the method and the path only: never headers (Authorization), the
+            // query string or bodies.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}

@@ -1,1 +1,654 @@
-//! SQLite store (being built).
+//! SQLite backend of the iothubgdr [`Store`]: the embedded default that needs no server.
+//!
+//! The database file (and its parent directory) is created on first connect and the embedded
+//! migrations run on every connect. WAL mode lets readers go on while one writer writes;
+//! every writing transaction starts with `BEGIN IMMEDIATE` so it takes the write lock up
+//! front and waits (`busy_timeout`) instead of failing when it would have to upgrade a read
+//! lock. Queries are runtime-checked (`sqlx::query`) because no database exists at build time.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use iothubgdr_store::{
+    App, Asset, AssetUpsert, AttributeFilter, Import, ImportOutcome, ImportStatus, Location,
+    LocationFilter, NewApp, NewAsset, NewImport, NewLocation, Page, PageRequest, PageWrite, Store,
+    StoreError, StoreResult, Tenant,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use rows::{asset_from_row, backend, import_from_row, location_from_row, millis, to_json_text};
+
+/// Rows per multi-row `INSERT` of an asset page. Each row binds 7 values, so a chunk stays
+/// far below SQLite's limit of 32766 bound variables.
+const ASSET_UPSERT_CHUNK: usize = 500;
+
+const UNFINISHED: &str = "('PENDING', 'INPROGRESS')";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The SQLite store. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path/to/file.db` or
+    /// `sqlite:file.db`) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Backend(format!("invalid SQLite database URL: {err}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        create_parent_dir(options.get_filename())?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|err| StoreError::Backend(format!("migration failed: {err}")))?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool, for tests and tools that need raw access.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
+    async fn import_by_id(&self, id: Uuid) -> StoreResult<Option<Import>> {
+        let row = sqlx::query("SELECT * FROM imports WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(import_from_row).transpose()
+    }
+}
+
+fn create_parent_dir(file: &Path) -> StoreResult<()> {
+    // `:memory:` and bare file names have no directory to create.
+    if let Some(parent) = file.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                StoreError::Backend(format!(
+                    "cannot create the database directory {}: {err}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends `AND <attribute name> = <string value>` for every filter. `json_each` matches the
+/// key exactly (no JSON path quoting of names with dots or quotes) and only string values.
+fn push_attribute_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &AttributeFilter) {
+    for (name, value) in &filter.0 {
+        query.push(
+            " AND EXISTS (SELECT 1 FROM json_each(attributes) AS a WHERE a.type = 'text' AND a.key = ",
+        );
+        query.push_bind(name.clone());
+        query.push(" AND a.value = ");
+        query.push_bind(value.clone());
+        query.push(")");
+    }
+}
+
+fn push_location_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &LocationFilter) {
+    if let Some(name) = &filter.display_name {
+        query.push(" AND display_name = ");
+        query.push_bind(name.clone());
+    }
+    push_attribute_filter(query, &filter.attributes);
+}
+
+fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {
+    if let Some(before) = page.before_seq {
+        query.push(" AND seq < ");
+        query.push_bind(before);
+    }
+    query.push(" ORDER BY seq DESC LIMIT ");
+    // One row more than asked tells whether another page follows.
+    query.push_bind(i64::from(page.page_size) + 1);
+}
+
+fn into_page<T>(mut items: Vec<T>, page: PageRequest, seq_of: impl Fn(&T) -> i64) -> Page<T> {
+    let size = page.page_size as usize;
+    if items.len() > size {
+        items.truncate(size);
+        let next_before_seq = items.last().map(&seq_of);
+        Page {
+            items,
+            next_before_seq,
+        }
+    } else {
+        Page {
+            items,
+            next_before_seq: None,
+        }
+    }
+}
+
+fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
+    let count: i64 = row.try_get(0).map_err(backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn signing_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (id, key_bytes, created_at) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(candidate)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row = sqlx::query("SELECT key_bytes FROM signing_keys WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        row.try_get::<Vec<u8>, _>(0).map_err(backend)
+    }
+
+    async fn app_create(&self, app: NewApp) -> StoreResult<App> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(&app.tenant_name)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let tenant_row = sqlx::query("SELECT id FROM tenants WHERE name = ?")
+            .bind(&app.tenant_name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let tenant_id = rows::uuid_col(&tenant_row, "id")?;
+        sqlx::query(
+            "INSERT INTO apps (client_id, display_name, tenant_id, secret_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&app.client_id)
+        .bind(&app.display_name)
+        .bind(tenant_id.to_string())
+        .bind(&app.secret_hash)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("app {}", app.client_id))
+            }
+            _ => backend(err),
+        })?;
+        tx.commit().await.map_err(backend)?;
+        Ok(App {
+            client_id: app.client_id,
+            display_name: app.display_name,
+            tenant: Tenant {
+                id: tenant_id,
+                name: app.tenant_name,
+            },
+            secret_hash: app.secret_hash,
+            created_at: rows::from_millis(millis(now))?,
+        })
+    }
+
+    async fn app_get(&self, client_id: &str) -> StoreResult<Option<App>> {
+        let row = sqlx::query(
+            "SELECT a.client_id, a.display_name, a.secret_hash, a.created_at, \
+                    t.id AS tenant_id, t.name AS tenant_name \
+             FROM apps a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = ?",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(rows::app_from_row).transpose()
+    }
+
+    async fn app_list(&self) -> StoreResult<Vec<App>> {
+        let rows = sqlx::query(
+            "SELECT a.client_id, a.display_name, a.secret_hash, a.created_at, \
+                    t.id AS tenant_id, t.name AS tenant_name \
+             FROM apps a JOIN tenants t ON t.id = a.tenant_id ORDER BY a.created_at, a.client_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::app_from_row).collect()
+    }
+
+    async fn app_delete(&self, client_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM apps WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn location_create(&self, tenant_id: Uuid, new: NewLocation) -> StoreResult<Location> {
+        let row = sqlx::query(
+            "INSERT INTO locations \
+               (id, tenant_id, display_name, description, latitude, longitude, attributes, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(tenant_id.to_string())
+        .bind(&new.display_name)
+        .bind(&new.description)
+        .bind(new.latitude)
+        .bind(new.longitude)
+        .bind(to_json_text(&new.attributes)?)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        location_from_row(&row)
+    }
+
+    async fn location_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Location>> {
+        let row = sqlx::query("SELECT * FROM locations WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(location_from_row).transpose()
+    }
+
+    async fn location_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &LocationFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Location>> {
+        let mut query = QueryBuilder::new("SELECT * FROM locations WHERE tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        push_location_filter(&mut query, filter);
+        push_page(&mut query, page);
+        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows
+            .iter()
+            .map(location_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, page, |location| location.seq))
+    }
+
+    async fn location_count(&self, tenant_id: Uuid, filter: &LocationFilter) -> StoreResult<u64> {
+        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM locations WHERE tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        push_location_filter(&mut query, filter);
+        let row = query.build().fetch_one(&self.pool).await.map_err(backend)?;
+        count_of(&row)
+    }
+
+    async fn asset_create(&self, tenant_id: Uuid, new: NewAsset) -> StoreResult<Asset> {
+        let now = millis(OffsetDateTime::now_utc());
+        let row = sqlx::query(
+            "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
+             VALUES (?, ?, NULL, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(tenant_id.to_string())
+        .bind(to_json_text(&new.behaviours)?)
+        .bind(to_json_text(&new.attributes)?)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        asset_from_row(&row)
+    }
+
+    async fn asset_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+        let row = sqlx::query("SELECT * FROM assets WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(asset_from_row).transpose()
+    }
+
+    async fn asset_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &AttributeFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Asset>> {
+        let mut query = QueryBuilder::new("SELECT * FROM assets WHERE tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        push_attribute_filter(&mut query, filter);
+        push_page(&mut query, page);
+        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows
+            .iter()
+            .map(asset_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, page, |asset| asset.seq))
+    }
+
+    async fn asset_count(&self, tenant_id: Uuid, filter: &AttributeFilter) -> StoreResult<u64> {
+        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM assets WHERE tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        push_attribute_filter(&mut query, filter);
+        let row = query.build().fetch_one(&self.pool).await.map_err(backend)?;
+        count_of(&row)
+    }
+
+    async fn import_create(&self, new: NewImport) -> StoreResult<Import> {
+        let now = millis(OffsetDateTime::now_utc());
+        let (status, finished_at) = match &new.failed_with {
+            None => (ImportStatus::Pending, None),
+            Some(_) => (ImportStatus::Failed, Some(now)),
+        };
+        let row = sqlx::query(
+            "INSERT INTO imports (id, tenant_id, display_name, arc_home_location_identity, status, \
+               error_message, hub_host, worker_id, accepted_at, finished_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(new.id.to_string())
+        .bind(new.tenant_id.to_string())
+        .bind(&new.display_name)
+        .bind(&new.arc_home_location_identity)
+        .bind(status.as_str())
+        .bind(&new.failed_with)
+        .bind(&new.hub_host)
+        .bind(new.worker_id.to_string())
+        .bind(now)
+        .bind(finished_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("import {}", new.id))
+            }
+            _ => backend(err),
+        })?;
+        import_from_row(&row)
+    }
+
+    async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>> {
+        let row =
+            sqlx::query("SELECT * FROM imports WHERE tenant_id = ? AND id = ? AND deleted = 0")
+                .bind(tenant_id.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.as_ref().map(import_from_row).transpose()
+    }
+
+    async fn import_list(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Page<Import>> {
+        let mut query =
+            QueryBuilder::new("SELECT * FROM imports WHERE deleted = 0 AND tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        push_page(&mut query, page);
+        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows
+            .iter()
+            .map(import_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, page, |import| import.seq))
+    }
+
+    async fn import_count(&self, tenant_id: Uuid) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM imports WHERE deleted = 0 AND tenant_id = ?")
+            .bind(tenant_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        count_of(&row)
+    }
+
+    async fn import_delete(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE imports SET deleted = 1 WHERE tenant_id = ? AND id = ? AND deleted = 0",
+        )
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn import_cancel(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&format!(
+            "UPDATE imports SET status = 'CANCELLED', finished_at = ? \
+             WHERE tenant_id = ? AND id = ? AND deleted = 0 AND status IN {UNFINISHED}"
+        ))
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT * FROM imports WHERE tenant_id = ? AND id = ? AND deleted = 0")
+                .bind(tenant_id.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        row.as_ref().map(import_from_row).transpose()
+    }
+
+    async fn import_start(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE imports SET status = 'INPROGRESS' WHERE id = ? AND status = 'PENDING'",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()> {
+        sqlx::query("UPDATE imports SET number_devices_total = ? WHERE id = ?")
+            .bind(i64::try_from(total).unwrap_or(i64::MAX))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn import_write_page(
+        &self,
+        id: Uuid,
+        tenant_id: Uuid,
+        assets: &[AssetUpsert],
+    ) -> StoreResult<PageWrite> {
+        let now = millis(OffsetDateTime::now_utc());
+        // Serialise before taking the write lock so the lock is held only for SQL work.
+        let mut encoded = Vec::with_capacity(assets.len());
+        for asset in assets {
+            encoded.push((
+                asset.source_key.as_str(),
+                to_json_text(&asset.behaviours)?,
+                to_json_text(&asset.attributes)?,
+            ));
+        }
+        let added = i64::try_from(assets.len()).unwrap_or(i64::MAX);
+
+        let mut tx = self.begin_write().await?;
+        // The count goes up only while the import is in progress; the same statement is the
+        // check, so a cancel committed before this transaction stops the page entirely.
+        let bumped = sqlx::query(
+            "UPDATE imports SET number_assets_imported = number_assets_imported + ? \
+             WHERE id = ? AND tenant_id = ? AND status = 'INPROGRESS' \
+             RETURNING number_assets_imported",
+        )
+        .bind(added)
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(bumped) = bumped else {
+            let status_row = sqlx::query("SELECT status FROM imports WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.rollback().await.map_err(backend)?;
+            let status = match status_row {
+                Some(row) => rows::status_col(&row)?,
+                // An import that does not exist cannot take assets; report it as failed.
+                None => ImportStatus::Failed,
+            };
+            return Ok(PageWrite::Stopped(status));
+        };
+        let number_assets_imported: i64 = bumped.try_get(0).map_err(backend)?;
+
+        let tenant = tenant_id.to_string();
+        for chunk in encoded.chunks(ASSET_UPSERT_CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) ",
+            );
+            query.push_values(chunk, |mut row, (source_key, behaviours, attributes)| {
+                row.push_bind(Uuid::new_v4().to_string())
+                    .push_bind(tenant.clone())
+                    .push_bind(*source_key)
+                    .push_bind(behaviours.as_str())
+                    .push_bind(attributes.as_str())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            // An update keeps the asset's id and seq (pagers never see it twice) and moves
+            // at_time only when the attributes really changed.
+            query.push(
+                " ON CONFLICT (tenant_id, source_key) DO UPDATE SET \
+                   behaviours = excluded.behaviours, \
+                   at_time = CASE WHEN assets.attributes = excluded.attributes \
+                             THEN assets.at_time ELSE excluded.at_time END, \
+                   attributes = excluded.attributes",
+            );
+            query.build().execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(PageWrite::Written {
+            number_assets_imported: u64::try_from(number_assets_imported).unwrap_or(0),
+        })
+    }
+
+    async fn import_finish(&self, id: Uuid, outcome: ImportOutcome) -> StoreResult<Option<Import>> {
+        let (status, message) = match outcome {
+            ImportOutcome::Finished => (ImportStatus::Finished, None),
+            ImportOutcome::Cancelled => (ImportStatus::Cancelled, None),
+            ImportOutcome::Failed(message) => (ImportStatus::Failed, Some(message)),
+        };
+        sqlx::query(&format!(
+            "UPDATE imports SET status = ?, error_message = ?, finished_at = ? \
+             WHERE id = ? AND status IN {UNFINISHED}"
+        ))
+        .bind(status.as_str())
+        .bind(message)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        self.import_by_id(id).await
+    }
+
+    async fn import_status(&self, id: Uuid) -> StoreResult<Option<ImportStatus>> {
+        let row = sqlx::query("SELECT status FROM imports WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(rows::status_col).transpose()
+    }
+
+    async fn worker_heartbeat(&self, worker_id: Uuid) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, last_seen) VALUES (?, ?) \
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(worker_id.to_string())
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn imports_fail_orphaned(
+        &self,
+        stale_before: OffsetDateTime,
+        message: &str,
+    ) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(&format!(
+            "UPDATE imports SET status = 'FAILED', error_message = ?, finished_at = ? \
+             WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR worker_id NOT IN \
+               (SELECT id FROM workers WHERE last_seen >= ?)) \
+             RETURNING id"
+        ))
+        .bind(message)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(millis(stale_before))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| rows::uuid_col(row, "id")).collect()
+    }
+
+    async fn imports_fail_for_worker(&self, worker_id: Uuid, message: &str) -> StoreResult<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE imports SET status = 'FAILED', error_message = ?, finished_at = ? \
+             WHERE worker_id = ? AND status IN {UNFINISHED}"
+        ))
+        .bind(message)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(worker_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,170 @@
+//! Locations (Archivist v2): create, get one, list with `display_name` and
+//! `attributes.<name>` filters.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use iothubgdr_store::{
+    AttributeFilter, Attributes, Location, LocationFilter, NewLocation, PageRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{not_found_identity, parse_identity};
+use crate::paging::{self, ListQuery};
+use crate::{validate, ApiError, ApiJson, ApiState, Caller};
+
+const KIND: &str = "locations";
+
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/archivist/v2/locations", get(list).post(create))
+        .route("/archivist/v2/locations/{id}", get(get_one))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateLocation {
+    display_name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+/// A location as the API shows it.
+#[derive(Serialize)]
+pub(crate) struct LocationJson {
+    identity: String,
+    display_name: String,
+    description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    longitude: Option<f64>,
+    attributes: Attributes,
+}
+
+impl From<Location> for LocationJson {
+    fn from(location: Location) -> Self {
+        Self {
+            identity: format!("{KIND}/{}", location.id),
+            display_name: location.display_name,
+            description: location.description,
+            latitude: location.latitude,
+            longitude: location.longitude,
+            attributes: location.attributes,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LocationList {
+    locations: Vec<LocationJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// The query a locations page token carries.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct LocationQuery {
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    #[serde(rename = "a", default)]
+    attributes: Vec<(String, String)>,
+}
+
+impl LocationQuery {
+    fn filter(&self) -> LocationFilter {
+        LocationFilter {
+            display_name: self.display_name.clone(),
+            attributes: AttributeFilter(self.attributes.clone()),
+        }
+    }
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateLocation>,
+) -> Result<Json<LocationJson>, ApiError> {
+    let display_name = validate::required("display_name", body.display_name.as_deref())?.to_owned();
+    let description = body.description.unwrap_or_default();
+    validate::max_len("description", &description)?;
+    validate::in_range("latitude", body.latitude, -90.0, 90.0)?;
+    validate::in_range("longitude", body.longitude, -180.0, 180.0)?;
+    validate::attributes("attributes", &body.attributes)?;
+    let location = state
+        .store
+        .location_create(
+            caller.tenant_id,
+            NewLocation {
+                display_name,
+                description,
+                latitude: body.latitude,
+                longitude: body.longitude,
+                attributes: body.attributes,
+            },
+        )
+        .await?;
+    Ok(Json(location.into()))
+}
+
+async fn get_one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<LocationJson>, ApiError> {
+    let id = parse_identity(KIND, &raw_id)?;
+    state
+        .store
+        .location_get(caller.tenant_id, id)
+        .await?
+        .map(|location| Json(location.into()))
+        .ok_or_else(|| not_found_identity(KIND, &raw_id))
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let list = ListQuery::parse(raw.as_deref(), &["display_name"], true)?;
+    let asked = LocationQuery {
+        display_name: list.filters.get("display_name").cloned(),
+        attributes: list.attributes.clone(),
+    };
+    let (query, before_seq) = paging::resolve(KIND, &list, asked)?;
+    let filter = query.filter();
+    let page = state
+        .store
+        .location_list(
+            caller.tenant_id,
+            &filter,
+            PageRequest {
+                page_size: list.page_size,
+                before_seq,
+            },
+        )
+        .await?;
+    let next_page_token = page
+        .next_before_seq
+        .map(|seq| paging::encode_page_token(KIND, &query, seq));
+    let body = Json(LocationList {
+        locations: page.items.into_iter().map(LocationJson::from).collect(),
+        next_page_token,
+    });
+    if paging::wants_total_count(&headers) {
+        let count = state
+            .store
+            .location_count(caller.tenant_id, &filter)
+            .await?;
+        Ok(([paging::total_count_header(count)], body).into_response())
+    } else {
+        Ok(body.into_response())
+    }
+}

@@ -1,0 +1,88 @@
+//! Field checks that answer 400 naming the field.
+
+use serde_json::Value;
+
+use crate::ApiError;
+
+/// The longest string field the API takes (the swagger's limit).
+pub const MAX_FIELD_CHARS: usize = 1024;
+
+/// A field that must be present and not blank, at most [`MAX_FIELD_CHARS`] characters.
+pub fn required<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, ApiError> {
+    match value {
+        Some(text) if !text.trim().is_empty() => {
+            max_len(field, text)?;
+            Ok(text)
+        }
+        _ => Err(ApiError::invalid_argument(format!(
+            "missing required field `{field}`"
+        ))),
+    }
+}
+
+/// At most [`MAX_FIELD_CHARS`] characters.
+pub fn max_len(field: &str, value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars > MAX_FIELD_CHARS {
+        return Err(ApiError::invalid_argument(format!(
+            "field `{field}` is {chars} characters long; the limit is {MAX_FIELD_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the names and every string inside the values of an attribute map.
+pub fn attributes(field: &str, map: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    for (name, value) in map {
+        if name.is_empty() {
+            return Err(ApiError::invalid_argument(format!(
+                "field `{field}` has an empty attribute name"
+            )));
+        }
+        max_len(&format!("{field} name"), name)?;
+        json_strings(&format!("{field}.{name}"), value)?;
+    }
+    Ok(())
+}
+
+fn json_strings(field: &str, value: &Value) -> Result<(), ApiError> {
+    match value {
+        Value::String(text) => max_len(field, text),
+        Value::Array(items) => items.iter().try_for_each(|item| json_strings(field, item)),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            max_len(field, key)?;
+            json_strings(field, item)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A number within `min..=max`.
+pub fn in_range(field: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => Err(ApiError::invalid_argument(format!(
+            "field `{field}` must be between {min} and {max}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_names_the_field() {
+        let err = required("display_name", None).unwrap_err();
+        assert!(err.message.contains("display_name"));
+        assert!(required("display_name", Some("  ")).is_err());
+        assert_eq!(required("x", Some("ok")).unwrap(), "ok");
+    }
+
+    #[test]
+    fn limit_is_1024_characters() {
+        assert!(max_len("f", &"é".repeat(1024)).is_ok());
+        let err = max_len("description", &"a".repeat(1025)).unwrap_err();
+        assert!(err.message.contains("description"));
+    }
+}

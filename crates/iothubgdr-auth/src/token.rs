@@ -1,0 +1,279 @@
+//! Bearer tokens: HS256 JWTs with claims `{sub, tenant, iat, exp, iss, jti}`.
+//!
+//! Verification pins the algorithm to HS256 (a token that names `none` or any other
+//! algorithm is refused), checks the issuer and the expiry with a small leeway for clock skew
+//! between processes. Whether the app still exists is the caller's check (the API looks it up
+//! in the store after [`TokenService::verify`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// The `iss` of every token.
+pub const ISSUER: &str = "iothubgdr";
+
+/// Accepted clock skew between the process that issued a token and the one checking it.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// The bytes of a signing key (32 random bytes by default), wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// A new random signing key (32 bytes), the candidate for `Store::signing_key_get_or_insert`.
+pub fn generate_signing_key() -> SigningKey {
+    let mut bytes = Zeroizing::new(vec![0u8; 32]);
+    OsRng.fill_bytes(bytes.as_mut_slice());
+    SigningKey(bytes.to_vec())
+}
+
+/// A bearer token, redacted in `Debug`/`Display` and wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The app's client id.
+    pub sub: String,
+    /// The tenant the app acts for.
+    pub tenant: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub jti: String,
+}
+
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub access_token: AccessToken,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Why a token was refused. The texts are safe to show to the client: they never contain
+/// the token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the bearer token has expired")]
+    Expired,
+    #[error("the bearer token is not valid")]
+    Invalid,
+    #[error("cannot sign a token")]
+    Signing,
+}
+
+/// Issues and verifies tokens with one key. Cheap to share behind an `Arc`.
+pub struct TokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenService")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    /// `ttl` is the lifetime of the tokens it issues.
+    pub fn new(key: &SigningKey, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        validation.validate_exp = true;
+        Self {
+            encoding: EncodingKey::from_secret(key.as_bytes()),
+            decoding: DecodingKey::from_secret(key.as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for `client_id` acting for `tenant`, valid from now for the service's ttl.
+    pub fn issue(&self, client_id: &str, tenant: Uuid) -> Result<IssuedToken, TokenError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let access_token = self.issue_at(client_id, tenant, now, now.saturating_add(ttl))?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// A token with explicit `iat` and `exp` (Unix seconds): for tests that need an expired
+    /// token, and tools that need a specific lifetime.
+    pub fn issue_at(
+        &self,
+        client_id: &str,
+        tenant: Uuid,
+        iat: i64,
+        exp: i64,
+    ) -> Result<AccessToken, TokenError> {
+        let claims = Claims {
+            sub: client_id.to_owned(),
+            tenant,
+            iat,
+            exp,
+            iss: ISSUER.to_owned(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map(AccessToken)
+            .map_err(|_| TokenError::Signing)
+    }
+
+    /// The claims of a valid, unexpired token signed with this key using HS256.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn service() -> TokenService {
+        TokenService::new(&generate_signing_key(), Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn issued_token_verifies_with_its_claims() {
+        let tokens = service();
+        let tenant = Uuid::new_v4();
+        let issued = tokens.issue("client-1", tenant).unwrap();
+        assert_eq!(issued.expires_in, 3600);
+        let claims = tokens.verify(issued.access_token.expose()).unwrap();
+        assert_eq!(claims.sub, "client-1");
+        assert_eq!(claims.tenant, tenant);
+        assert_eq!(claims.iss, ISSUER);
+        assert_eq!(claims.exp - claims.iat, 3600);
+    }
+
+    #[test]
+    fn another_key_is_refused() {
+        let issued = service().issue("c", Uuid::new_v4()).unwrap();
+        assert_eq!(
+            service().verify(issued.access_token.expose()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let tokens = service();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let token = tokens
+            .issue_at("c", Uuid::new_v4(), now - 600, now - 300)
+            .unwrap();
+        assert_eq!(tokens.verify(token.expose()), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let tokens = service();
+        let issued = tokens.issue("c", Uuid::new_v4()).unwrap();
+        let payload = issued
+            .access_token
+            .expose()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(
+            tokens.verify(&format!("{header}.{payload}.")),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn other_hmac_algorithm_is_refused() {
+        let key = generate_signing_key();
+        let tokens = TokenService::new(&key, Duration::from_secs(60));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            sub: "c".into(),
+            tenant: Uuid::new_v4(),
+            iat: now,
+            exp: now + 60,
+            iss: ISSUER.into(),
+            jti: "j".into(),
+        };
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(tokens.verify(&hs512), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let key = generate_signing_key();
+        let token = service().issue("c", Uuid::new_v4()).unwrap();
+        let shown = format!("{key:?} {token:?} {}", token.access_token);
+        assert!(!shown.contains(token.access_token.expose()));
+        assert!(shown.contains("redacted"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Mapping between SQLite rows and the store's records. Every value read from the database
+//! is checked: a corrupt row becomes a `StoreError`, never a panic.
+
+use iothubgdr_store::{
+    App, Asset, Attributes, Import, ImportStatus, Location, StoreError, StoreResult, Tenant,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub(crate) fn backend(err: sqlx::Error) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+pub(crate) fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_millis(ms: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|err| StoreError::Backend(format!("bad timestamp {ms} in the database: {err}")))
+}
+
+pub(crate) fn to_json_text<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|err| StoreError::Backend(format!("cannot encode JSON: {err}")))
+}
+
+fn json_col<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> StoreResult<T> {
+    let text: String = row.try_get(name).map_err(backend)?;
+    serde_json::from_str(&text)
+        .map_err(|err| StoreError::Backend(format!("bad JSON in column {name}: {err}")))
+}
+
+pub(crate) fn uuid_col(row: &SqliteRow, name: &str) -> StoreResult<Uuid> {
+    let text: String = row.try_get(name).map_err(backend)?;
+    Uuid::parse_str(&text)
+        .map_err(|err| StoreError::Backend(format!("bad UUID in column {name}: {err}")))
+}
+
+fn time_col(row: &SqliteRow, name: &str) -> StoreResult<OffsetDateTime> {
+    from_millis(row.try_get(name).map_err(backend)?)
+}
+
+fn u64_col(row: &SqliteRow, name: &str) -> StoreResult<u64> {
+    let value: i64 = row.try_get(name).map_err(backend)?;
+    u64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("negative value in column {name}")))
+}
+
+pub(crate) fn status_col(row: &SqliteRow) -> StoreResult<ImportStatus> {
+    let text: String = row.try_get("status").map_err(backend)?;
+    ImportStatus::parse(&text)
+        .ok_or_else(|| StoreError::Backend(format!("unknown import status {text:?}")))
+}
+
+pub(crate) fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
+    Ok(App {
+        client_id: row.try_get("client_id").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        tenant: Tenant {
+            id: uuid_col(row, "tenant_id")?,
+            name: row.try_get("tenant_name").map_err(backend)?,
+        },
+        secret_hash: row.try_get("secret_hash").map_err(backend)?,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+pub(crate) fn location_from_row(row: &SqliteRow) -> StoreResult<Location> {
+    Ok(Location {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        latitude: row.try_get("latitude").map_err(backend)?,
+        longitude: row.try_get("longitude").map_err(backend)?,
+        attributes: json_col::<Attributes>(row, "attributes")?,
+        created_at: time_col(row, "created_at")?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
+
+pub(crate) fn asset_from_row(row: &SqliteRow) -> StoreResult<Asset> {
+    Ok(Asset {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        behaviours: json_col(row, "behaviours")?,
+        attributes: json_col::<Attributes>(row, "attributes")?,
+        at_time: time_col(row, "at_time")?,
+        created_at: time_col(row, "created_at")?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
+
+pub(crate) fn import_from_row(row: &SqliteRow) -> StoreResult<Import> {
+    let worker_id: Option<String> = row.try_get("worker_id").map_err(backend)?;
+    let total: Option<i64> = row.try_get("number_devices_total").map_err(backend)?;
+    let finished_at: Option<i64> = row.try_get("finished_at").map_err(backend)?;
+    Ok(Import {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        arc_home_location_identity: row.try_get("arc_home_location_identity").map_err(backend)?,
+        status: status_col(row)?,
+        error_message: row.try_get("error_message").map_err(backend)?,
+        number_assets_imported: u64_col(row, "number_assets_imported")?,
+        number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
+        hub_host: row.try_get("hub_host").map_err(backend)?,
+        worker_id: worker_id
+            .map(|text| {
+                Uuid::parse_str(&text)
+                    .map_err(|err| StoreError::Backend(format!("bad worker UUID: {err}")))
+            })
+            .transpose()?,
+        accepted_at: time_col(row, "accepted_at")?,
+        finished_at: finished_at.map(from_millis).transpose()?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
