@@ -375,15 +375,27 @@ async fn accept_loop(
                     Ok(Ok(tls)) => tls,
                     _ => return,
                 };
+            // A dropped-connection fault closes the whole TCP connection (not just one HTTP/2
+            // stream), like a network failure would.
+            let drop_connection = Arc::new(tokio::sync::Notify::new());
+            let drop_signal = drop_connection.clone();
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let router = router.clone();
                 let shared = shared.clone();
-                async move { handle(shared, router, request).await }
+                let drop_connection = drop_connection.clone();
+                async move {
+                    let answer = handle(shared, router, request).await;
+                    if answer.is_err() {
+                        drop_connection.notify_one();
+                    }
+                    answer
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(tls), service);
             tokio::select! {
                 _ = connection => {}
+                _ = drop_signal.notified() => {}
                 _ = connection_shutdown.changed() => {}
             }
         });

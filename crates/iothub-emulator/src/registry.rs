@@ -13,7 +13,7 @@ use crate::model::{
     merge_patch, AuthType, ConnectionState, DeviceInput, DeviceRecord, DeviceStatus, NEVER,
 };
 use crate::query::Query;
-use crate::seed::{derived_key, mix, seeded_device, timestamp, SeededIds};
+use crate::seed::{derived_key, mix, seeded_device, timestamp, Keys, SeededIds};
 
 enum Slot {
     Live(Box<DeviceRecord>),
@@ -81,7 +81,7 @@ impl Registry {
             None => self
                 .ids
                 .index_of(device_id)
-                .map(|index| Cow::Owned(seeded_device(self.seed, &self.ids, index))),
+                .map(|index| Cow::Owned(seeded_device(self.seed, &self.ids, index, Keys::Derive))),
         }
     }
 
@@ -327,6 +327,7 @@ impl Registry {
     pub(crate) fn scan_after(
         &self,
         after: Option<&str>,
+        keys: Keys,
         mut visit: impl FnMut(&DeviceRecord) -> ControlFlow<()>,
     ) {
         let mut seeded = after.map_or(0, |after| self.ids.first_index_after(after));
@@ -354,7 +355,7 @@ impl Registry {
                     _ => ControlFlow::Continue(()),
                 },
                 (Some(_), _) => {
-                    let record = seeded_device(self.seed, &self.ids, seeded);
+                    let record = seeded_device(self.seed, &self.ids, seeded, keys);
                     seeded += 1;
                     visit(&record)
                 }
@@ -383,7 +384,7 @@ impl Registry {
             return total;
         }
         let mut total = 0;
-        self.scan_after(None, |record| {
+        self.scan_after(None, Keys::Skip, |record| {
             if query.matches(record) {
                 total += 1;
             }

@@ -18,6 +18,7 @@ use crate::error::HubError;
 use crate::model::DeviceInput;
 use crate::query::{self, Selection};
 use crate::sas::{self, SasRejection};
+use crate::seed::Keys;
 use crate::state::Shared;
 
 #[derive(Clone, Copy, Debug)]
@@ -213,7 +214,7 @@ async fn query_twins(
     let mut failed = false;
     {
         let registry = shared.registry_read();
-        registry.scan_after(after.as_deref(), |record| {
+        registry.scan_after(after.as_deref(), Keys::Skip, |record| {
             if !parsed.matches(record) {
                 return ControlFlow::Continue(());
             }
@@ -294,19 +295,21 @@ async fn list_devices(
         .unwrap_or(1000) as usize;
     let mut out = vec![b'['];
     let mut served = 0usize;
-    shared.registry_read().scan_after(None, |record| {
-        if served == top {
-            return ControlFlow::Break(());
-        }
-        if served > 0 {
-            out.push(b',');
-        }
-        if serde_json::to_writer(&mut out, &record.device_json()).is_err() {
-            return ControlFlow::Break(());
-        }
-        served += 1;
-        ControlFlow::Continue(())
-    });
+    shared
+        .registry_read()
+        .scan_after(None, Keys::Derive, |record| {
+            if served == top {
+                return ControlFlow::Break(());
+            }
+            if served > 0 {
+                out.push(b',');
+            }
+            if serde_json::to_writer(&mut out, &record.device_json()).is_err() {
+                return ControlFlow::Break(());
+            }
+            served += 1;
+            ControlFlow::Continue(())
+        });
     out.push(b']');
     Ok(json_response(StatusCode::OK, out))
 }

@@ -116,7 +116,7 @@ impl Shared {
         let n = self.query_counter.fetch_add(1, Ordering::Relaxed) + 1;
         let retry_after = faults.retry_after.as_secs();
         if let Some(every) = faults.throttle_every.filter(|k| *k > 0) {
-            if n % u64::from(every) == 0 {
+            if n.is_multiple_of(u64::from(every)) {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 return Err(HubError::throttled(retry_after));
             }
