@@ -506,7 +506,7 @@ mod tests {
         }
         // A key in a place where a name is expected, or an unparsable key, is not echoed.
         let inputs = [
-            format!("{KEY_B64}"),
+            KEY_B64.to_string(),
             format!("{};{KEY_B64}", iothub(KEY_B64)),
             format!("{KEY_B64}=x;{}", iothub(KEY_B64)),
             iothub(&format!("{KEY_B64}!")),

@@ -2,21 +2,27 @@
 //!
 //! IoT Hub limits twin queries per minute per unit (S1: 20/min/unit, S2: 20/min/unit,
 //! S3: 1000/min/unit; <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling>).
-//! With a configured rate the client spaces requests evenly. After a 429 it slows to half
-//! the rate it was sending at (multiplicative decrease) and speeds up again by a few
-//! percent per successful request (additive-ish increase), never past the configured rate.
+//! With a configured rate the client spaces requests evenly. After a 429 it halves its rate
+//! (multiplicative decrease, as TCP does) and speeds up again by 10% per successful
+//! request, never past the configured rate: under a real quota the rate settles near
+//! what the quota allows instead of running into 429 after 429.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-const WINDOW: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_secs(60);
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
-/// Below this the pacer stops spacing requests at all (no configured rate).
+/// The spacing after a first 429 of an unpaced client: the rate of an S3 unit's query
+/// quota (1000/min), the highest a single unit allows.
+const FIRST_THROTTLE_INTERVAL: Duration = Duration::from_millis(60);
+/// Each success shortens the spacing by 10%: a 429 (doubling) is undone by about seven
+/// successes, so throttles that are not about rate do not slow a long read for good,
+/// while a real quota keeps the rate near what it allows.
+const RECOVERY_FACTOR: f64 = 0.9;
+/// Below this an unpaced client stops spacing requests at all.
 const NEGLIGIBLE_INTERVAL: Duration = Duration::from_millis(1);
-const RECENT_REQUESTS_KEPT: usize = 64;
 
 #[derive(Debug)]
 pub(crate) struct Pacer {
@@ -28,69 +34,54 @@ struct PacerState {
     floor: Option<Duration>,
     interval: Option<Duration>,
     next_slot: Instant,
-    recent: VecDeque<Instant>,
 }
 
 impl Pacer {
     pub(crate) fn new(queries_per_minute: Option<u32>) -> Self {
         let floor = queries_per_minute
             .filter(|&qpm| qpm > 0)
-            .map(|qpm| WINDOW / qpm);
+            .map(|qpm| MINUTE / qpm);
         Self {
             state: Mutex::new(PacerState {
                 floor,
                 interval: floor,
                 next_slot: Instant::now(),
-                recent: VecDeque::with_capacity(RECENT_REQUESTS_KEPT),
             }),
         }
     }
 
-    /// Waits for this request's turn and records it.
+    /// Waits for this request's turn (its slot is taken before waiting, so concurrent
+    /// callers queue up in order).
     pub(crate) async fn acquire(&self) {
         let start_at = {
             let mut state = self.state.lock().await;
             let now = Instant::now();
-            let start_at = match state.interval {
+            match state.interval {
                 Some(interval) => {
                     let slot = state.next_slot.max(now);
                     state.next_slot = slot + interval;
                     slot
                 }
                 None => now,
-            };
-            if state.recent.len() == RECENT_REQUESTS_KEPT {
-                state.recent.pop_front();
             }
-            state.recent.push_back(start_at);
-            start_at
         };
         tokio::time::sleep_until(start_at).await;
     }
 
-    /// After a 429: halve the recent rate, and let nobody start before `retry_after`.
+    /// After a 429: halve the rate (double the spacing, starting from
+    /// [`FIRST_THROTTLE_INTERVAL`]) and let nobody start before `retry_after`.
     pub(crate) async fn on_throttled(&self, retry_after: Option<Duration>) {
         let mut state = self.state.lock().await;
         let now = Instant::now();
-        while state
-            .recent
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) > WINDOW)
-        {
-            state.recent.pop_front();
-        }
-        let recent_spacing = match (state.recent.front(), state.recent.back()) {
-            (Some(&first), Some(&last)) if state.recent.len() > 1 => {
-                (last - first) / (state.recent.len() as u32 - 1)
-            }
-            _ => Duration::ZERO,
+        let slower = match state.interval {
+            Some(interval) => interval * 2,
+            None => FIRST_THROTTLE_INTERVAL,
         };
-        let current = state.interval.unwrap_or(Duration::ZERO);
-        let slower = (current.max(recent_spacing) * 2)
-            .max(NEGLIGIBLE_INTERVAL * 10)
-            .max(state.floor.unwrap_or(Duration::ZERO))
-            .min(MAX_INTERVAL);
-        state.interval = Some(slower);
+        state.interval = Some(
+            slower
+                .max(state.floor.unwrap_or(Duration::ZERO))
+                .min(MAX_INTERVAL),
+        );
         if let Some(wait) = retry_after {
             state.next_slot = state.next_slot.max(now + wait);
         }
@@ -101,10 +92,10 @@ impl Pacer {
         let Some(interval) = state.interval else {
             return;
         };
-        let faster = interval.mul_f64(0.95);
+        let faster = interval.mul_f64(RECOVERY_FACTOR);
         state.interval = match state.floor {
             Some(floor) => Some(faster.max(floor)),
-            None if faster < NEGLIGIBLE_INTERVAL * 10 => None,
+            None if faster < NEGLIGIBLE_INTERVAL => None,
             None => Some(faster),
         };
     }
@@ -135,10 +126,10 @@ mod tests {
         let pacer = Pacer::new(Some(600));
         assert_eq!(pacer.interval().await, Some(Duration::from_millis(100)));
         pacer.acquire().await;
-        pacer.acquire().await;
         pacer.on_throttled(Some(Duration::from_secs(1))).await;
-        let slowed = pacer.interval().await.unwrap();
-        assert!(slowed >= Duration::from_millis(200), "{slowed:?}");
+        assert_eq!(pacer.interval().await, Some(Duration::from_millis(200)));
+        pacer.on_throttled(None).await;
+        assert_eq!(pacer.interval().await, Some(Duration::from_millis(400)));
         let before = Instant::now();
         pacer.acquire().await;
         assert!(Instant::now() - before >= Duration::from_secs(1));
