@@ -1,10 +1,11 @@
 //! Errors in the IoT Hub service's own shape. The body is
 //! `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking ID:<id>-G:0-TimeStamp:<time>"}`
-//! with an `iothub-errorcode` header, as the hub answers (see the error codes in
-//! <https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes>, e.g. 401003
-//! IoTHubUnauthorized, 404001 DeviceNotFound, 409001 DeviceAlreadyExists, 412002
-//! DeviceMessageLockLost/PreconditionFailed, 429001 ThrottlingException, 500001 ServerError,
-//! 503003 PartitionNotFound/ServiceUnavailable).
+//! with an `iothub-errorcode` header, as the hub answers. Status codes and code names follow
+//! "Common error codes" (<https://learn.microsoft.com/rest/api/iothub/common-error-codes>):
+//! 400004 ArgumentInvalid (400), 401002 IotHubUnauthorizedAccess (401), 404001 DeviceNotFound
+//! (404), 409001 DeviceAlreadyExists (409), 412001 etag mismatch (412), 429001
+//! ThrottlingException (429), 500xxx internal errors (500), and 503 ServiceUnavailable; see also
+//! <https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes>.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
