@@ -34,12 +34,12 @@ use crate::error::HubError;
 use crate::registry::Registry;
 use crate::state::{RequestFault, Shared};
 
-/// The largest page a twin query returns. The service documentation shows the query objects
-/// of the service SDKs being "instantiated with a page size (up to 100)"
-/// (<https://learn.microsoft.com/azure/iot-hub/query-twins>, "Query examples with the service
-/// SDKs"); `x-ms-max-item-count` above it is lowered to it, as the REST reference allows ("The
-/// service may use a different value if the value specified is not acceptable",
-/// <https://learn.microsoft.com/rest/api/iothub/service/query/get-twins>).
+/// The largest page a twin query returns. The IoT Hub query language documentation says the
+/// service SDK's query object "is instantiated with a page size (up to 100)"
+/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>, C# example;
+/// older revisions said 1000); `x-ms-max-item-count` above it is lowered to it, as the REST
+/// reference allows ("The service may use a different value if the value specified is not
+/// acceptable", <https://learn.microsoft.com/rest/api/iothub/service/query/get-twins>).
 pub const HUB_MAX_QUERY_PAGE_SIZE: u32 = 100;
 
 /// Query throttles per unit from "IoT Hub quotas and throttling"

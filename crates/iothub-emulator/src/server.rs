@@ -127,8 +127,16 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
 }
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, HubError> {
-    serde_json::from_slice(body)
-        .map_err(|e| HubError::bad_request(format!("Invalid request body: {e}")))
+    // Only the position and kind of the problem: serde's message can quote the offending value,
+    // which may be a key.
+    serde_json::from_slice(body).map_err(|e| {
+        HubError::bad_request(format!(
+            "Invalid request body: {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 #[derive(Deserialize)]

@@ -255,3 +255,21 @@ async fn bulk_operations_report_per_device_errors() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn a_rejected_body_never_echoes_its_values() {
+    let hub = Hub::start(config(1, 1)).await;
+    let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0NTY3ODkwYWI=";
+    let response = hub
+        .client
+        .put(hub.url("/devices/leaky"))
+        .header("authorization", hub.token())
+        .json(&json!({"deviceId": "leaky", "status": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains("ErrorCode:ArgumentInvalid;"), "{text}");
+}
