@@ -22,10 +22,14 @@ use crate::twin::decode_device_count;
 /// The current GA service API version (the one the official SDKs send).
 pub const API_VERSION: &str = "2021-04-12";
 
-/// The largest page a twin query returns: "the query object is instantiated with a page
-/// size (up to 1000)" (IoT Hub docs, "Queries for IoT Hub device and module twins",
-/// <https://learn.microsoft.com/azure/iot-hub/query-twins>). The service may return fewer.
-pub const MAX_PAGE_SIZE: u32 = 1000;
+/// The largest page a twin query returns: "The query object is instantiated with a page
+/// size (up to 100)" (IoT Hub docs, "Queries for IoT Hub device and module twins", the
+/// service SDK example, <https://learn.microsoft.com/azure/iot-hub/query-twins>; revisions
+/// before 2021 said "up to 1000"). The REST reference lets the service lower a larger
+/// `x-ms-max-item-count` ("The service may use a different value if the value specified is
+/// not acceptable", <https://learn.microsoft.com/rest/api/iothub/service/query/get-twins>),
+/// and the pager never assumes a page is full, so asking for more is harmless.
+pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// SAS tokens are issued for an hour, like the official SDKs, and renewed when less than
 /// five minutes remain so a slow request never carries an expired token.

@@ -18,3 +18,19 @@ pub use error::{HubError, HubErrorKind};
 pub use query::DevicePages;
 pub use sas::generate_sas_token;
 pub use twin::{decode_device_count, decode_twin_page, Capabilities, Twin};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_static<T: Send + 'static>() {}
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn pager_and_client_can_move_into_tasks() {
+        assert_send_static::<DevicePages>();
+        assert_send_sync_clone::<HubClient>();
+        assert_send_sync_clone::<ClientOptions>();
+        assert_send_sync_clone::<ConnectionString>();
+    }
+}

@@ -161,11 +161,17 @@ async fn event_hub_compatible_form_reads_the_same_hub() {
         Duration::from_secs(30),
     );
     assert_eq!(client.count_devices().await.unwrap(), 250);
+    // The pager owns its client and moves into a task, as the import engine uses it.
     let mut pages = client.query_devices("SELECT * FROM devices");
-    let mut total = 0;
-    while let Some(page) = pages.next_page().await.unwrap() {
-        total += page.len();
-    }
+    let total = tokio::spawn(async move {
+        let mut total = 0;
+        while let Some(page) = pages.next_page().await.unwrap() {
+            total += page.len();
+        }
+        total
+    })
+    .await
+    .unwrap();
     assert_eq!(total, 250);
     emulator.shutdown().await;
 }
@@ -212,5 +218,23 @@ async fn policy_without_registry_read_is_unauthorized() {
     assert_eq!(error.kind(), HubErrorKind::Unauthorized, "{error}");
     assert!(error.to_string().contains("registry read"), "{error}");
     assert_eq!(outcomes.retried.load(Ordering::SeqCst), 0);
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smaller_pages_than_asked_still_read_everything_once() {
+    let faults = Faults {
+        page_size_cap: Some(37),
+        ..Faults::default()
+    };
+    let emulator = emulator(DEVICES, faults).await;
+    let client = client_for(
+        &emulator,
+        &emulator.iothub_connection_string(),
+        Arc::new(Outcomes::default()),
+        Duration::from_secs(30),
+    );
+    let pages = read_all_exactly_once(&client).await;
+    assert_eq!(pages, (DEVICES as usize).div_ceil(37));
     emulator.shutdown().await;
 }
