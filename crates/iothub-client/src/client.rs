@@ -333,24 +333,29 @@ impl HubClient {
                 .bytes()
                 .await
                 .map_err(|e| self.network_failure(e))?;
-            // A body that stops mid-JSON is a broken connection, worth another try; a
-            // complete body that is not JSON is not.
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                let retryable = e.is_eof();
-                let mut failure = self.protocol_failure(&format!("the body is not JSON ({e})"));
-                failure.retryable = retryable;
-                failure.outcome = if retryable {
-                    RequestOutcome::Network
-                } else {
-                    RequestOutcome::Other
-                };
-                return Err(failure);
-            }
+            self.check_body_is_json(&body)?;
             return Ok(RawPage { body, continuation });
         }
         let retry_after = parse_retry_after(response.headers());
         let detail = error_detail(response.bytes().await.unwrap_or_default());
         Err(self.status_failure(status, retry_after, detail))
+    }
+
+    /// A body that stops mid-JSON is a broken connection, worth another try; a complete
+    /// body that is not JSON is not.
+    fn check_body_is_json(&self, body: &[u8]) -> Result<(), AttemptFailure> {
+        let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) else {
+            return Ok(());
+        };
+        let truncated = e.is_eof();
+        let mut failure = self.protocol_failure(&format!("the body is not JSON ({e})"));
+        failure.retryable = truncated;
+        failure.outcome = if truncated {
+            RequestOutcome::Network
+        } else {
+            RequestOutcome::Other
+        };
+        Err(failure)
     }
 
     fn status_failure(
@@ -544,6 +549,26 @@ mod tests {
         ))
         .unwrap();
         HubClient::new(connection, ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn truncated_bodies_are_retried_and_garbage_is_not() {
+        let client = client();
+        assert!(client.check_body_is_json(br#"[{"deviceId":"a"}]"#).is_ok());
+        let truncated = client
+            .check_body_is_json(br#"[{"deviceId":"a"},{"devi"#)
+            .err()
+            .unwrap();
+        assert!(truncated.retryable);
+        assert_eq!(truncated.outcome, RequestOutcome::Network);
+        let empty = client.check_body_is_json(b"").err().unwrap();
+        assert!(empty.retryable);
+        let garbage = client
+            .check_body_is_json(b"<html>proxy error</html>")
+            .err()
+            .unwrap();
+        assert!(!garbage.retryable);
+        assert_eq!(garbage.error.kind(), crate::error::HubErrorKind::Protocol);
     }
 
     #[test]

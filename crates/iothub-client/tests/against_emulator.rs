@@ -238,3 +238,33 @@ async fn smaller_pages_than_asked_still_read_everything_once() {
     assert_eq!(pages, (DEVICES as usize).div_ceil(37));
     emulator.shutdown().await;
 }
+
+/// Past a hub's query quota the client waits for the Retry-After and slows down instead of
+/// running into 429 after 429. (Slow: it waits for the emulator's quota minute to roll.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_query_quota_it_waits_instead_of_hammering() {
+    let faults = Faults {
+        queries_per_minute: Some(10),
+        ..Faults::default()
+    };
+    let emulator = emulator(1_500, faults).await;
+    let outcomes = Arc::new(Outcomes::default());
+    let client = client_for(
+        &emulator,
+        &emulator.iothub_connection_string(),
+        outcomes.clone(),
+        Duration::from_secs(90),
+    );
+    let mut pages = client.query_devices("SELECT * FROM devices");
+    let mut seen = HashSet::new();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        for twin in page {
+            assert!(seen.insert(twin.device_id));
+        }
+    }
+    assert_eq!(seen.len(), 1_500);
+    let stats = emulator.stats();
+    assert!(stats.quota_throttled >= 1, "{stats:?}");
+    assert!(stats.quota_throttled <= 3, "hammered the quota: {stats:?}");
+    emulator.shutdown().await;
+}
