@@ -441,6 +441,8 @@ struct BulkEntry {
     id: Option<String>,
     import_mode: Option<String>,
     e_tag: Option<String>,
+    #[serde(rename = "twinETag")]
+    twin_e_tag: Option<String>,
     #[serde(flatten)]
     identity: DeviceInput,
     tags: Option<Value>,
@@ -499,8 +501,9 @@ async fn bulk_registry(
             "updatetwin" | "updatetwinifmatchetag" => {
                 let patch =
                     serde_json::json!({ "tags": entry.tags, "properties": entry.properties });
+                let twin_etag = entry.twin_e_tag.as_deref().unwrap_or("*");
                 let condition =
-                    (mode.eq_ignore_ascii_case("updateTwinIfMatchETag")).then_some(etag);
+                    (mode.eq_ignore_ascii_case("updateTwinIfMatchETag")).then_some(twin_etag);
                 registry
                     .change_twin(id, &patch, condition, false)
                     .map(|_| ())
