@@ -161,3 +161,32 @@ impl QueryResult for Hub {
             .map(|r| r.status().as_u16())
     }
 }
+
+#[tokio::test]
+async fn a_drop_closes_an_http1_keep_alive_connection_and_the_next_one_is_served() {
+    let hub = Hub::start(config(10, 2)).await;
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(hub.emulator.ca_cert_pem().as_bytes()).unwrap(),
+        )
+        .resolve(&hub.emulator.host_name(), hub.emulator.addr())
+        .build()
+        .unwrap();
+    let send = || {
+        client
+            .post(hub.url("/devices/query"))
+            .header("authorization", hub.token())
+            .json(&serde_json::json!({"query": "SELECT * FROM devices"}))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    hub.emulator.set_faults(Faults {
+        drop_rate: 1.0,
+        ..Default::default()
+    });
+    assert!(send().await.is_err());
+    hub.emulator.set_faults(Faults::default());
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert_eq!(hub.emulator.stats().dropped, 1);
+}
