@@ -9,10 +9,58 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "iothubgdr", version, about = "Import every device of an Azure IoT Hub into an asset registry")]
+#[command(
+    name = "iothubgdr",
+    version,
+    about = "Import every device of an Azure IoT Hub into an asset registry"
+)]
 struct Cli {
+    #[command(flatten)]
+    logging: LoggingArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct LoggingArgs {
+    /// Log line format (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "IOTHUBGDR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Log filter such as `info` or `iothubgdr=debug,tower_http=info`; RUST_LOG is used when
+    /// this is not given.
+    #[arg(long, global = true, env = "IOTHUBGDR_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Structured logs on stderr, so stdout stays for results (`listening on ...`, JSON).
+fn init_logging(args: &LoggingArgs) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &args.log_level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|err| format!("invalid --log-level: {err}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|err| format!("cannot set up logging: {err}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +83,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if let Err(err) = init_logging(&cli.logging) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -48,7 +103,12 @@ fn main() -> ExitCode {
             Command::Apps(command) => report(apps::run(command).await),
             Command::Demo(args) => report(demo::run(args).await),
             Command::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "iothubgdr", &mut std::io::stdout());
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "iothubgdr",
+                    &mut std::io::stdout(),
+                );
                 ExitCode::SUCCESS
             }
             Command::Client(command) => iothubgdr_cli::run(command).await,

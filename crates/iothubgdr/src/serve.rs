@@ -1,7 +1,200 @@
+//! `iothubgdr serve`: the HTTP API on a store.
+//!
+//! Split in steps the import engine can hook into: [`DatabaseArgs::open_store`] opens the
+//! backend named by the URL, [`build_state`] makes the token service and the API state,
+//! [`bind`] takes the listening socket and [`serve_until_shutdown`] serves until SIGINT or
+//! SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use iothubgdr_api::{ApiState, SharedRegistry};
+use iothubgdr_auth::{generate_signing_key, SigningKey, TokenService};
+use iothubgdr_store::Store;
+use iothubgdr_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+/// Where the data lives. Shared by `serve` and `apps`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Directory of the default SQLite database (created if missing).
+    #[arg(long, env = "IOTHUBGDR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://PATH` (default `sqlite://<data dir>/iothubgdr.db`).
+    /// `postgres://` is not supported yet.
+    #[arg(long, env = "IOTHUBGDR_DATABASE")]
+    pub database: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The database URL to open.
+    pub fn url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("iothubgdr.db").display()),
+        }
+    }
+
+    /// Opens the backend the URL's scheme names, creating and migrating it as needed.
+    pub async fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let url = self.url();
+        if url.starts_with("sqlite:") {
+            let store = SqliteStore::connect(&url)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            Ok(Arc::new(store))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            anyhow::bail!("PostgreSQL databases are not supported yet: use a sqlite:// URL")
+        } else {
+            anyhow::bail!("unsupported database URL: it must start with sqlite://")
+        }
+    }
+}
+
+/// The HTTP side of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Address to listen on; port 0 picks a free port. The first line on stdout is
+    /// `listening on http://ADDR`.
+    #[arg(long, env = "IOTHUBGDR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Lifetime of issued bearer tokens: seconds (`3600`) or with a unit (`90s`, `15m`,
+    /// `1h`, `1d`).
+    #[arg(long, env = "IOTHUBGDR_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+}
+
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Parses `3600`, `90s`, `15m`, `1h`, `1d`. Hand-written: five suffixes do not justify a
+/// dependency.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 3600, 90s, 15m, 1h"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit `{unit}`: use s, m, h or d")),
+    };
+    let seconds = number
+        .checked_mul(scale)
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("`{text}` must be at least one second and not absurdly long"))?;
+    Ok(Duration::from_secs(seconds))
+}
+
+/// The token service on the key shared through the store (generated on the first start).
+pub async fn token_service(store: &dyn Store, ttl: Duration) -> anyhow::Result<TokenService> {
+    let candidate = generate_signing_key();
+    let key = store
+        .signing_key_get_or_insert(candidate.as_bytes())
+        .await
+        .context("cannot read the token signing key")?;
+    anyhow::ensure!(key.len() >= 32, "the stored token signing key is too short");
+    Ok(TokenService::new(&SigningKey::new(key), ttl))
+}
+
+/// The API state on `store`, registering the HTTP metrics in `registry`.
+pub async fn build_state(
+    store: Arc<dyn Store>,
+    http: &HttpArgs,
+    registry: SharedRegistry,
+) -> anyhow::Result<ApiState> {
+    let tokens = token_service(store.as_ref(), http.token_ttl).await?;
+    Ok(ApiState::new(store, Arc::new(tokens), registry))
+}
+
+/// Binds the listener and prints `listening on http://ADDR` as the first stdout line.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    println!("listening on http://{address}");
+    tracing::info!(%address, "listening");
+    Ok(listener)
+}
+
+/// Serves `app` until SIGINT or SIGTERM, then lets requests in flight finish.
+pub async fn serve_until_shutdown(
+    listener: TcpListener,
+    app: iothubgdr_api::Router,
+) -> anyhow::Result<()> {
+    iothubgdr_api::serve(listener, app, shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not built yet")
+    let store = args.database.open_store().await?;
+    let registry = iothubgdr_api::new_registry();
+    let state = build_state(store, &args.http, registry).await?;
+    let listener = bind(args.http.listen).await?;
+    serve_until_shutdown(listener, iothubgdr_api::router(state)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        for bad in ["", "h", "0", "1x", "-5", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

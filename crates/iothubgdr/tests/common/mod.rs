@@ -1,0 +1,306 @@
+//! A harness that runs the real `iothubgdr` binary for integration tests.
+//!
+//! ```ignore
+//! mod common;
+//! use common::TestServer;
+//!
+//! let server = TestServer::start();                       // or start_with(&["--token-ttl", "90s"])
+//! let (client_id, secret) = server.create_app("acme");    // `iothubgdr apps create`
+//! let token = server.token(&client_id, &secret).await;    // the token endpoint
+//! let answer = server.client().get(server.url_of("/archivist/v2/locations"))
+//!     .bearer_auth(&token).send().await?;
+//! assert!(!server.logs().contains(&token));               // captured stderr
+//! ```
+//!
+//! Each server gets a fresh temporary directory holding its SQLite database, listens on
+//! `127.0.0.1:0` and is killed when the `TestServer` is dropped. Logs (stderr, at debug level
+//! unless `--log-level` is passed) are captured for assertions such as "no secret in the
+//! logs". [`TestServer::command`] runs any other subcommand against the same database.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_iothubgdr")
+}
+
+/// An app registration created with `iothubgdr apps create`.
+#[derive(Debug, Clone)]
+pub struct TestApp {
+    pub client_id: String,
+    pub client_secret: String,
+    /// `tenant/<uuid>`.
+    pub tenant_identity: String,
+}
+
+impl TestApp {
+    /// The tenant's UUID.
+    pub fn tenant_id(&self) -> uuid::Uuid {
+        let id = self.tenant_identity.trim_start_matches("tenant/");
+        uuid::Uuid::parse_str(id).expect("tenant identity")
+    }
+}
+
+pub struct TestServer {
+    child: Child,
+    base_url: String,
+    database_url: String,
+    dir: tempfile::TempDir,
+    logs: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// A server with default flags on a fresh database.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra `serve` flags (they come after the harness's own, so they win).
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}/iothubgdr.db", dir.path().display());
+        Self::start_on(dir, database_url, extra_args)
+    }
+
+    /// A server on an existing directory and database (for example a second process on the
+    /// same database).
+    pub fn start_on(dir: tempfile::TempDir, database_url: String, extra_args: &[&str]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--database", &database_url])
+            .args(extra_args)
+            .env_remove("RUST_LOG")
+            .env("IOTHUBGDR_LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn iothubgdr serve");
+
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        collect(stderr, logs.clone());
+
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (first_line_tx, first_line_rx) = mpsc::channel();
+        let child_stdout = child.stdout.take().expect("stdout");
+        let rest = stdout.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(child_stdout);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let _ = first_line_tx.send(first);
+            let mut tail = String::new();
+            let _ = reader.read_to_string(&mut tail);
+            rest.lock().unwrap().push_str(&tail);
+        });
+        let first = match first_line_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        let Some(base_url) = first
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_owned)
+        else {
+            let _ = child.kill();
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "unexpected first stdout line {first:?}; logs:\n{}",
+                logs.lock().unwrap()
+            );
+        };
+        Self {
+            child,
+            base_url,
+            database_url,
+            dir,
+            logs,
+            stdout,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `url()` followed by `path` (which starts with `/`).
+    pub fn url_of(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The server's temporary directory (its database lives there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// What the server wrote to stdout after its first line (available once it exited).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// `iothubgdr <args...> --database <this server's database>`, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .args(["--database", &self.database_url])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `iothubgdr apps create` for `tenant` and returns what it printed.
+    pub fn create_test_app(&self, tenant: &str) -> TestApp {
+        let output = self
+            .command(&[
+                "apps",
+                "create",
+                "--display-name",
+                "test app",
+                "--tenant",
+                tenant,
+            ])
+            .output()
+            .expect("run apps create");
+        assert!(
+            output.status.success(),
+            "apps create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: Value = serde_json::from_slice(&output.stdout).expect("apps create prints JSON");
+        TestApp {
+            client_id: json["client_id"].as_str().expect("client_id").to_owned(),
+            client_secret: json["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_owned(),
+            tenant_identity: json["tenant_identity"].as_str().expect("tenant").to_owned(),
+        }
+    }
+
+    /// `(client_id, client_secret)` of a new app registration of `tenant`.
+    pub fn create_app(&self, tenant: &str) -> (String, String) {
+        let app = self.create_test_app(tenant);
+        (app.client_id, app.client_secret)
+    }
+
+    /// A reqwest client for this server.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+    }
+
+    /// Asks the token endpoint; panics unless it answers 200.
+    pub async fn token(&self, client_id: &str, client_secret: &str) -> String {
+        let answer = self.request_token(client_id, client_secret).await;
+        assert_eq!(answer.status(), 200, "token endpoint refused");
+        let body: Value = answer.json().await.expect("token JSON");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// The raw answer of the token endpoint.
+    pub async fn request_token(&self, client_id: &str, client_secret: &str) -> reqwest::Response {
+        self.client()
+            .post(self.url_of("/archivist/iam/v1/appidp/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret),
+            ])
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    /// A new app of `tenant` and a token for it.
+    pub async fn tenant_token(&self, tenant: &str) -> String {
+        let (client_id, secret) = self.create_app(tenant);
+        self.token(&client_id, &secret).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("server did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match source.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n])),
+            }
+        }
+    });
+}
+
+/// A path in a fresh temporary directory, for tests that need one of their own.
+pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
