@@ -86,7 +86,10 @@ impl std::fmt::Debug for ImportRequest {
         f.debug_struct("ImportRequest")
             .field("display_name", &self.display_name)
             .field("secret", &"<redacted>")
-            .field("arc_home_location_identity", &self.arc_home_location_identity)
+            .field(
+                "arc_home_location_identity",
+                &self.arc_home_location_identity,
+            )
             .finish()
     }
 }
@@ -168,13 +171,19 @@ impl Engine {
         inner.store.worker_heartbeat(inner.config.worker_id).await?;
         inner.reap_orphans().await?;
         let background = Arc::clone(inner);
-        inner.tasks.spawn(async move { background.housekeeping().await });
+        inner
+            .tasks
+            .spawn(async move { background.housekeeping().await });
         Ok(())
     }
 
     /// Accepts an import: records it (failed at once when the secret is no connection
     /// string) and queues it for a worker. Returns the import as recorded.
-    pub async fn submit(&self, tenant_id: Uuid, request: ImportRequest) -> Result<Import, SubmitError> {
+    pub async fn submit(
+        &self,
+        tenant_id: Uuid,
+        request: ImportRequest,
+    ) -> Result<Import, SubmitError> {
         let inner = &self.inner;
         if !inner.lock_jobs().accepting {
             return Err(SubmitError::ShuttingDown);
@@ -282,7 +291,9 @@ impl Inner {
     fn lock_jobs(&self) -> MutexGuard<'_, Jobs> {
         // A panic while holding this lock cannot leave `Jobs` half-updated in a way that
         // matters more than stopping the service would, so a poisoned lock is used as is.
-        self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts queued jobs while workers are free, oldest first, skipping (not blocking on)
@@ -308,7 +319,8 @@ impl Inner {
             let cancel = CancellationToken::new();
             jobs.running.insert(job.import_id, cancel.clone());
             let inner = Arc::clone(&self);
-            self.tasks.spawn(async move { inner.run(job, cancel).await });
+            self.tasks
+                .spawn(async move { inner.run(job, cancel).await });
         }
         self.metrics.imports_pending.set(jobs.queue.len() as i64);
         self.metrics.imports_running.set(jobs.running_total as i64);
@@ -479,7 +491,10 @@ impl Inner {
             .imports_fail_orphaned(stale_before, MSG_RESTARTED)
             .await?;
         if !failed.is_empty() {
-            info!(imports = failed.len(), "failed imports left unfinished by a stopped process");
+            info!(
+                imports = failed.len(),
+                "failed imports left unfinished by a stopped process"
+            );
             for _ in &failed {
                 self.count_final(ImportStatus::Failed);
             }
@@ -492,7 +507,8 @@ impl Inner {
     async fn housekeeping(self: Arc<Self>) {
         let heartbeat_every = (self.config.lease / 3).max(Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(heartbeat_every);
-        let mut poll = tokio::time::interval(self.config.cancel_poll.max(Duration::from_millis(50)));
+        let mut poll =
+            tokio::time::interval(self.config.cancel_poll.max(Duration::from_millis(50)));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -18,7 +18,11 @@ pub const DISPLAY_TYPE_LEAF: &str = "IoT Device";
 /// The natural key of a device: one asset per (tenant, hub, device id). Hub host names are
 /// case-insensitive, device ids are case-sensitive in IoT Hub.
 pub fn source_key(hub_host: &str, device_id: &str) -> String {
-    format!("iothub/{}/devices/{}", hub_host.to_ascii_lowercase(), device_id)
+    format!(
+        "iothub/{}/devices/{}",
+        hub_host.to_ascii_lowercase(),
+        device_id
+    )
 }
 
 /// The asset an import writes for one device twin.
@@ -49,13 +53,25 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
     put("arc_home_location_identity", home_location);
     put("iothub_hub", Some(hub_host));
     put("iothub_device_id", Some(&twin.device_id));
-    put("iothub_iot_edge", Some(if is_edge { "true" } else { "false" }));
+    put(
+        "iothub_iot_edge",
+        Some(if is_edge { "true" } else { "false" }),
+    );
     put("iothub_status", twin.status.as_deref());
     put("iothub_status_reason", twin.status_reason.as_deref());
     put("iothub_connection_state", twin.connection_state.as_deref());
-    put("iothub_last_activity_time", twin.last_activity_time.as_deref());
-    put("iothub_authentication_type", twin.authentication_type.as_deref());
-    put("iothub_model_id", twin.model_id.as_deref().filter(|m| !m.is_empty()));
+    put(
+        "iothub_last_activity_time",
+        twin.last_activity_time.as_deref(),
+    );
+    put(
+        "iothub_authentication_type",
+        twin.authentication_type.as_deref(),
+    );
+    put(
+        "iothub_model_id",
+        twin.model_id.as_deref().filter(|m| !m.is_empty()),
+    );
     put("iothub_device_scope", twin.device_scope.as_deref());
     put("iothub_etag", twin.etag.as_deref());
     if let Some(version) = twin.version {
@@ -103,7 +119,10 @@ mod tests {
             "version": 4
         }));
         let asset = device_asset("Hub.azure-devices.net", &t, Some("locations/abc"));
-        assert_eq!(asset.source_key, "iothub/hub.azure-devices.net/devices/pump-7");
+        assert_eq!(
+            asset.source_key,
+            "iothub/hub.azure-devices.net/devices/pump-7"
+        );
         let a = &asset.attributes;
         assert_eq!(a["arc_display_name"], "pump-7");
         assert_eq!(a["arc_display_type"], DISPLAY_TYPE_EDGE);
@@ -112,7 +131,10 @@ mod tests {
         assert_eq!(a["iothub_tag_floor"], "3");
         assert_eq!(a["iothub_twin_version"], "4");
         let all = serde_json::to_string(a).expect("json");
-        assert!(!all.contains("do-not-copy"), "twin properties must not be copied");
+        assert!(
+            !all.contains("do-not-copy"),
+            "twin properties must not be copied"
+        );
     }
 
     #[test]
