@@ -14,7 +14,7 @@
 //!
 //! Each server gets a fresh temporary directory holding its SQLite database, listens on
 //! `127.0.0.1:0` and is killed when the `TestServer` is dropped. Logs (stderr, at debug level
-//! unless `--log-level` is passed) are captured for assertions such as "no secret in the
+//! see [`TEST_LOG_LEVEL`], unless `--log-level` is passed) are captured for assertions such as "no secret in the
 //! logs". [`TestServer::command`] runs any other subcommand against the same database.
 
 #![allow(dead_code)]
@@ -26,6 +26,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+
+/// The log filter of test servers: our crates at debug (so secret-leak assertions see
+/// everything we log), chatty transport and SQL crates at info.
+pub const TEST_LOG_LEVEL: &str =
+    "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,sqlx=info,tower=info";
 
 /// The path of the binary under test.
 pub fn binary() -> &'static str {
@@ -80,7 +85,7 @@ impl TestServer {
             .args(["--listen", "127.0.0.1:0", "--database", &database_url])
             .args(extra_args)
             .env_remove("RUST_LOG")
-            .env("IOTHUBGDR_LOG_LEVEL", "debug")
+            .env("IOTHUBGDR_LOG_LEVEL", TEST_LOG_LEVEL)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
