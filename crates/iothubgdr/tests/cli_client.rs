@@ -34,7 +34,8 @@ const CLIENT_ENV: &[&str] = &[
 struct Setup {
     // Field order matters for drop: the server stops before the emulator's runtime.
     server: TestServer,
-    emulator: RunningEmulator,
+    /// `None` for tests of the core server alone (no import).
+    emulator: Option<RunningEmulator>,
     _runtime: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
     token_file: PathBuf,
@@ -49,28 +50,43 @@ impl Setup {
     }
 
     fn with_faults(devices: u64, faults: Faults) -> Self {
+        Self::build(Some((devices, faults)))
+    }
+
+    /// The server alone, for commands that need no hub.
+    fn core() -> Self {
+        Self::build(None)
+    }
+
+    fn build(hub: Option<(u64, Faults)>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let emulator = runtime
-            .block_on(iothub_emulator::start(EmulatorConfig {
-                devices,
-                faults,
-                ..EmulatorConfig::default()
-            }))
-            .expect("start the emulator");
         let dir = tempfile::tempdir().expect("temp dir");
-        let ca_file = dir.path().join("emulator-ca.pem");
-        std::fs::write(&ca_file, emulator.ca_cert_pem()).expect("write CA");
-        let resolve = format!("{}={}", emulator.host_name(), emulator.addr());
-        let server = TestServer::start_with(&[
-            "--iothub-ca-file",
-            ca_file.to_str().expect("utf-8 path"),
-            "--iothub-resolve",
-            &resolve,
-        ]);
+        let (emulator, server) = match hub {
+            Some((devices, faults)) => {
+                let emulator = runtime
+                    .block_on(iothub_emulator::start(EmulatorConfig {
+                        devices,
+                        faults,
+                        ..EmulatorConfig::default()
+                    }))
+                    .expect("start the emulator");
+                let ca_file = dir.path().join("emulator-ca.pem");
+                std::fs::write(&ca_file, emulator.ca_cert_pem()).expect("write CA");
+                let resolve = format!("{}={}", emulator.host_name(), emulator.addr());
+                let server = TestServer::start_with(&[
+                    "--iothub-ca-file",
+                    ca_file.to_str().expect("utf-8 path"),
+                    "--iothub-resolve",
+                    &resolve,
+                ]);
+                (Some(emulator), server)
+            }
+            None => (None, TestServer::start()),
+        };
         let (client_id, client_secret) = server.create_app("cli-tests");
         let token = runtime.block_on(server.token(&client_id, &client_secret));
         let token_file = dir.path().join("bearer-token");
@@ -118,7 +134,11 @@ impl Setup {
     }
 
     fn connection_string(&self) -> String {
-        self.emulator.iothub_connection_string()
+        match &self.emulator {
+            Some(emulator) => emulator.iothub_connection_string(),
+            // A well-formed connection string for setups without a hub.
+            None => "HostName=nohub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=bm8taHViLWtleS1ub3QtdXNlZA==".to_owned(),
+        }
     }
 
     /// The connection string with another (valid base64) key.
@@ -187,15 +207,18 @@ impl Setup {
 
     /// Every secret this setup knows; none may appear in any output.
     fn secrets(&self) -> Vec<String> {
-        vec![
+        let mut secrets = vec![
             self.connection_string(),
             self.key(),
             self.wrong_key_connection_string(),
             key_of(&self.wrong_key_connection_string()),
-            self.emulator.eventhub_connection_string(),
             self.token.clone(),
             self.client_secret.clone(),
-        ]
+        ];
+        if let Some(emulator) = &self.emulator {
+            secrets.push(emulator.eventhub_connection_string());
+        }
+        secrets
     }
 
     fn assert_no_secret(&self, what: &str, output: &Output) {
@@ -359,6 +382,28 @@ fn a_wrong_key_ends_with_the_error_and_exit_code_6() {
     assert!(!message.is_empty());
     assert!(stderr(&output).contains(message), "{}", text(&output));
     setup.assert_no_secret("wrong key", &output);
+
+    // Invalid input refused by the server (400): an unknown location.
+    let secret_file = setup.write_file("hub-secret", &setup.connection_string());
+    let unknown_location = setup
+        .cli(&[
+            "import",
+            "--display-name",
+            "x",
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+            "--location",
+            "locations/0b0e7e0a-1111-4222-8333-444455556666",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&unknown_location),
+        EXIT_INVALID_INPUT,
+        "{}",
+        text(&unknown_location)
+    );
+    setup.assert_no_secret("unknown location", &unknown_location);
 }
 
 #[test]
@@ -634,7 +679,7 @@ fn the_secret_never_shows_whichever_way_it_is_given() {
 
 #[test]
 fn failures_have_their_own_exit_codes() {
-    let setup = Setup::new(0);
+    let setup = Setup::core();
 
     // Invalid input, refused before any request.
     let bad_id = setup
@@ -643,28 +688,6 @@ fn failures_have_their_own_exit_codes() {
         .unwrap();
     assert_eq!(code(&bad_id), EXIT_INVALID_INPUT, "{}", text(&bad_id));
     assert!(stderr(&bad_id).contains("iothubgdr/<uuid>"));
-
-    // Invalid input refused by the server (400): an unknown location.
-    let secret_file = setup.write_file("hub-secret", &setup.connection_string());
-    let unknown_location = setup
-        .cli(&[
-            "import",
-            "--display-name",
-            "x",
-            "--secret-file",
-            secret_file.to_str().unwrap(),
-            "--location",
-            "locations/0b0e7e0a-1111-4222-8333-444455556666",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        code(&unknown_location),
-        EXIT_INVALID_INPUT,
-        "{}",
-        text(&unknown_location)
-    );
-    setup.assert_no_secret("unknown location", &unknown_location);
 
     // Not found.
     let missing = setup
@@ -677,7 +700,7 @@ fn failures_have_their_own_exit_codes() {
     let bad_token = setup.write_file("bad-token", "Authorization: Bearer not.a.token");
     let refused = setup
         .bare(&[
-            "imports",
+            "locations",
             "list",
             "--token-file",
             bad_token.to_str().unwrap(),
@@ -688,7 +711,7 @@ fn failures_have_their_own_exit_codes() {
 
     // Unreadable token file.
     let unreadable = setup
-        .bare(&["imports", "list", "--token-file", "/nonexistent/token"])
+        .bare(&["locations", "list", "--token-file", "/nonexistent/token"])
         .output()
         .unwrap();
     assert_eq!(code(&unreadable), EXIT_AUTH, "{}", text(&unreadable));
@@ -730,4 +753,50 @@ fn failures_have_their_own_exit_codes() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Exit codes:"), "{help}");
     assert!(help.contains("IOTHUBGDR_IOTHUB_SECRET"), "{help}");
+}
+
+#[test]
+fn locations_create_and_list_follow_every_page() {
+    let setup = Setup::core();
+    let first = setup.create_location();
+    // More than two pages of the server's default page size, made over HTTP for speed.
+    let client = setup.server.client();
+    setup._runtime.block_on(async {
+        for i in 0..230 {
+            let answer = client
+                .post(setup.server.url_of("/archivist/v2/locations"))
+                .bearer_auth(&setup.token)
+                .json(&serde_json::json!({"display_name": format!("site {i}")}))
+                .send()
+                .await
+                .expect("create location");
+            assert_eq!(answer.status(), 200);
+        }
+    });
+    let list = setup
+        .cli(&["locations", "list", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&list), 0, "{}", text(&list));
+    let list = json(&list);
+    let identities: std::collections::HashSet<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(list.as_array().unwrap().len(), 231);
+    assert_eq!(identities.len(), 231, "each location exactly once");
+    assert!(identities.contains(first.as_str()));
+
+    // The same through client credentials from the environment, as a table.
+    let table = setup
+        .bare(&["locations", "list"])
+        .env("IOTHUBGDR_CLIENT_ID", &setup.client_id)
+        .env("IOTHUBGDR_CLIENT_SECRET", &setup.client_secret)
+        .output()
+        .unwrap();
+    assert_eq!(code(&table), 0, "{}", text(&table));
+    assert_eq!(String::from_utf8_lossy(&table.stdout).lines().count(), 232);
+    setup.assert_no_secret("locations list", &table);
 }
