@@ -25,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 pub use axum::Router;
 use iothubgdr_auth::TokenService;
+use iothubgdr_import::Engine;
 use iothubgdr_store::Store;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -45,6 +46,9 @@ pub struct ApiState {
     pub http_metrics: Arc<HttpMetrics>,
     /// The process-wide metrics registry, encoded by `GET /metrics`.
     pub registry: SharedRegistry,
+    /// The import engine behind `/archivist/v2/iothubgdr`; without one those routes answer
+    /// 503.
+    pub engine: Option<Engine>,
 }
 
 impl ApiState {
@@ -61,7 +65,20 @@ impl ApiState {
             tokens,
             http_metrics: Arc::new(http_metrics),
             registry,
+            engine: None,
         }
+    }
+
+    /// Serves imports with `engine`.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    pub(crate) fn engine(&self) -> Result<&Engine, ApiError> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("this server runs no import engine"))
     }
 }
 
@@ -82,7 +99,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::operations::routes())
         .merge(routes::token::routes())
         .merge(routes::locations::routes())
-        .merge(routes::assets::routes());
+        .merge(routes::assets::routes())
+        .merge(routes::iothubgdr::routes());
     // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
 
     routes

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use iothub_client::ClientOptions;
 use iothubgdr_api::{ApiState, SharedRegistry};
 use iothubgdr_auth::{generate_signing_key, SigningKey, TokenService};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::Store;
 use iothubgdr_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -67,12 +69,96 @@ pub struct HttpArgs {
     pub token_ttl: Duration,
 }
 
+/// The import engine and how it reaches IoT Hubs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// Extra trusted root CA (PEM file) for IoT Hub connections, beside the public roots:
+    /// for a hub behind a TLS-inspecting proxy, or the IoT Hub emulator.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_CA_FILE", value_name = "PEM")]
+    pub iothub_ca_file: Option<PathBuf>,
+    /// Reach an IoT Hub host at another address, keeping its name for TLS (like curl's
+    /// --resolve). Repeatable; comma-separated in the environment variable.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_RESOLVE", value_name = "HOST=ADDR:PORT", value_delimiter = ',', value_parser = parse_resolve)]
+    pub iothub_resolve: Vec<(String, SocketAddr)>,
+    /// Devices asked per IoT Hub query page (the hub allows at most 100).
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_PAGE_SIZE", default_value_t = iothub_client::MAX_PAGE_SIZE)]
+    pub iothub_page_size: u32,
+    /// Pace IoT Hub queries to this many a minute (a hub's quota is 20 a minute per S1/S2
+    /// unit, 1000 per S3 unit); unset, the client slows down only when throttled.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_QUERIES_PER_MINUTE")]
+    pub iothub_queries_per_minute: Option<u32>,
+    /// How long one page may keep being retried (throttling, 5xx, network) before the
+    /// import fails.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_RETRY_BUDGET", default_value = "2m", value_parser = parse_duration)]
+    pub iothub_retry_budget: Duration,
+    /// Imports this process runs at once, all tenants together.
+    #[arg(long, env = "IOTHUBGDR_IMPORT_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub import_workers: u16,
+    /// Imports one tenant may run at once; more wait in STATUS_PENDING, first come first
+    /// served.
+    #[arg(long, env = "IOTHUBGDR_IMPORTS_PER_TENANT", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub imports_per_tenant: u16,
+    /// A server silent for this long is taken as gone: any other server on the same
+    /// database fails its unfinished imports (their secrets died with it).
+    #[arg(long, env = "IOTHUBGDR_IMPORT_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub import_lease: Duration,
+}
+
+impl ImportArgs {
+    fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let extra_root_ca_pem =
+            match &self.iothub_ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read the IoT Hub CA file {}", path.display())
+                })?),
+                None => None,
+            };
+        anyhow::ensure!(
+            (1..=iothub_client::MAX_PAGE_SIZE).contains(&self.iothub_page_size),
+            "--iothub-page-size must be from 1 to {}",
+            iothub_client::MAX_PAGE_SIZE
+        );
+        Ok(EngineConfig {
+            workers: usize::from(self.import_workers),
+            per_tenant: usize::from(self.imports_per_tenant),
+            client: ClientOptions {
+                extra_root_ca_pem,
+                resolve: self.iothub_resolve.clone(),
+                page_size: self.iothub_page_size,
+                retry_budget: self.iothub_retry_budget,
+                queries_per_minute: self.iothub_queries_per_minute,
+                ..ClientOptions::default()
+            },
+            lease: self.import_lease,
+            ..EngineConfig::default()
+        })
+    }
+}
+
+/// Parses `HOST=ADDR:PORT`.
+fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
+    let (host, address) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not HOST=ADDR:PORT"))?;
+    let address: SocketAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{address}` is not an ADDR:PORT such as 127.0.0.1:8443"))?;
+    let host = host.trim().to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(format!("`{text}` names no host"));
+    }
+    Ok((host, address))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub import: ImportArgs,
 }
 
 /// Parses `3600`, `90s`, `15m`, `1h`, `1d`. Hand-written: five suffixes do not justify a
@@ -174,12 +260,39 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The import engine on `store`, registering its figures in `registry`, started.
+pub async fn start_engine(
+    store: Arc<dyn Store>,
+    args: &ImportArgs,
+    registry: &SharedRegistry,
+) -> anyhow::Result<Engine> {
+    let config = args.engine_config()?;
+    let engine = {
+        let mut registry = registry
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the metrics registry is unusable"))?;
+        Engine::new(store, config, &mut registry)
+    };
+    engine
+        .start()
+        .await
+        .context("cannot start the import engine")?;
+    Ok(engine)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.database.open_store().await?;
     let registry = iothubgdr_api::new_registry();
-    let state = build_state(store, &args.http, registry).await?;
+    let engine = start_engine(store.clone(), &args.import, &registry).await?;
+    let state = build_state(store, &args.http, registry)
+        .await?
+        .with_engine(engine.clone());
     let listener = bind(args.http.listen).await?;
-    serve_until_shutdown(listener, iothubgdr_api::router(state)).await
+    let served = serve_until_shutdown(listener, iothubgdr_api::router(state)).await;
+    // Imports still running can never finish once this process is gone: record that now
+    // rather than leaving them to another server's reaper.
+    engine.shutdown().await;
+    served
 }
 
 #[cfg(test)]
@@ -195,6 +308,16 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
         for bad in ["", "h", "0", "1x", "-5", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolve_overrides() {
+        let (host, address) = parse_resolve("Hub.azure-devices.net=127.0.0.1:8443").unwrap();
+        assert_eq!(host, "hub.azure-devices.net");
+        assert_eq!(address, "127.0.0.1:8443".parse().unwrap());
+        for bad in ["hub", "=127.0.0.1:1", "hub=localhost", "hub=127.0.0.1"] {
+            assert!(parse_resolve(bad).is_err(), "{bad}");
         }
     }
 }

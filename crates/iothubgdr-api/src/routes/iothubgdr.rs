@@ -1,0 +1,273 @@
+//! `/archivist/v2/iothubgdr`: start, watch, cancel and delete IoT Hub imports, exactly as
+//! the product page shows them (../shared/spec, notes 1 to 7).
+//!
+//! The connection string arrives in the request body and goes straight to the import
+//! engine, which keeps it in memory only. It is never logged, stored, or echoed, not even
+//! in a validation error.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use iothubgdr_import::{ImportRequest, SubmitError};
+use iothubgdr_store::{Import, ImportStatus, PageRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{not_found_identity, parse_identity, render_time};
+use crate::paging::{self, ListQuery};
+use crate::{validate, ApiError, ApiJson, ApiState, Caller};
+
+const KIND: &str = "iothubgdr";
+const CANCEL_SUFFIX: &str = ":cancel";
+
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/archivist/v2/iothubgdr", get(list).post(create))
+        // `{uuid}:cancel` is one path segment, so POST on the item route is the cancel.
+        .route(
+            "/archivist/v2/iothubgdr/{id}",
+            get(get_one).delete(delete).post(cancel),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateImport {
+    display_name: Option<String>,
+    /// Wiped from memory when the request is done with it.
+    secret: Option<Zeroizing<String>>,
+    arc_home_location_identity: Option<String>,
+}
+
+/// An import as the API shows it: the page's operation.
+#[derive(Serialize)]
+pub(crate) struct OperationJson {
+    identity: String,
+    done: bool,
+    timestamp_accepted: String,
+    timestamp_finished: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<OperationResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<OperationError>,
+}
+
+#[derive(Serialize)]
+struct OperationResult {
+    display_name: String,
+    number_assets_imported: u64,
+    arc_home_location_identity: String,
+    status: &'static str,
+    /// The hub's device count, once known: lets clients show a percentage. An addition to
+    /// the page's fields, which stay as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_devices_total: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct OperationError {
+    display_name: String,
+    number_assets_imported: u64,
+    arc_home_location_identity: String,
+    error_message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_devices_total: Option<u64>,
+}
+
+impl From<Import> for OperationJson {
+    fn from(import: Import) -> Self {
+        let done = import.status.is_done();
+        let location = import.arc_home_location_identity.unwrap_or_default();
+        let (result, error) = match import.status {
+            ImportStatus::Failed => (
+                None,
+                Some(OperationError {
+                    display_name: import.display_name,
+                    number_assets_imported: import.number_assets_imported,
+                    arc_home_location_identity: location,
+                    error_message: import.error_message.unwrap_or_default(),
+                    number_devices_total: import.number_devices_total,
+                }),
+            ),
+            status => (
+                Some(OperationResult {
+                    display_name: import.display_name,
+                    number_assets_imported: import.number_assets_imported,
+                    arc_home_location_identity: location,
+                    status: status_name(status),
+                    number_devices_total: import.number_devices_total,
+                }),
+                None,
+            ),
+        };
+        Self {
+            identity: format!("{KIND}/{}", import.id),
+            done,
+            timestamp_accepted: render_time(import.accepted_at),
+            timestamp_finished: import.finished_at.filter(|_| done).map(render_time),
+            result,
+            error,
+        }
+    }
+}
+
+fn status_name(status: ImportStatus) -> &'static str {
+    match status {
+        ImportStatus::Pending => "STATUS_PENDING",
+        ImportStatus::InProgress => "STATUS_INPROGRESS",
+        ImportStatus::Finished => "STATUS_FINISHED",
+        ImportStatus::Cancelled => "STATUS_CANCELLED",
+        // A failed import is shown with `error`, which has no status.
+        ImportStatus::Failed => "STATUS_FINISHED",
+    }
+}
+
+#[derive(Serialize)]
+struct OperationList {
+    operations: Vec<OperationJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// The imports list has no filters; its page token carries an empty query.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ImportQuery {}
+
+async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateImport>,
+) -> Result<Json<OperationJson>, ApiError> {
+    let engine = state.engine()?;
+    let display_name = validate::required("display_name", body.display_name.as_deref())?.to_owned();
+    let secret = body
+        .secret
+        .filter(|secret| !secret.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_argument(
+                "`secret` is required: POST one of the two connection strings of the IoT Hub",
+            )
+        })?;
+    // Names the field and the length, never the value.
+    validate::max_len("secret", &secret)?;
+    let location = match body.arc_home_location_identity.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(home_location(&state, &caller, raw).await?),
+    };
+    let import = engine
+        .submit(
+            caller.tenant_id,
+            ImportRequest {
+                display_name,
+                secret,
+                arc_home_location_identity: location,
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
+            SubmitError::Store(err) => err.into(),
+        })?;
+    Ok(Json(import.into()))
+}
+
+/// `locations/<uuid>` of one of the caller's locations; else 400 naming the field.
+async fn home_location(state: &ApiState, caller: &Caller, raw: &str) -> Result<String, ApiError> {
+    validate::max_len("arc_home_location_identity", raw)?;
+    let shown: String = raw.chars().take(100).collect();
+    let unknown = || {
+        ApiError::invalid_argument(format!(
+            "`arc_home_location_identity`: location {shown} not found (expected locations/<uuid> of one of your locations)"
+        ))
+    };
+    let id = raw
+        .strip_prefix("locations/")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(unknown)?;
+    match state.store.location_get(caller.tenant_id, id).await? {
+        Some(location) => Ok(format!("locations/{}", location.id)),
+        None => Err(unknown()),
+    }
+}
+
+async fn get_one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<OperationJson>, ApiError> {
+    let id = parse_identity(KIND, &raw_id)?;
+    state
+        .store
+        .import_get(caller.tenant_id, id)
+        .await?
+        .map(|import| Json(import.into()))
+        .ok_or_else(|| not_found_identity(KIND, &raw_id))
+}
+
+async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<OperationJson>, ApiError> {
+    let raw_id = raw.strip_suffix(CANCEL_SUFFIX).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no such route: POST /archivist/v2/iothubgdr/<uuid>{CANCEL_SUFFIX} cancels an import"
+        ))
+    })?;
+    let id = parse_identity(KIND, raw_id)?;
+    state
+        .engine()?
+        .cancel(caller.tenant_id, id)
+        .await?
+        .map(|import| Json(import.into()))
+        .ok_or_else(|| not_found_identity(KIND, raw_id))
+}
+
+async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_identity(KIND, &raw_id)?;
+    if state.store.import_delete(caller.tenant_id, id).await? {
+        Ok(Json(json!({})))
+    } else {
+        Err(not_found_identity(KIND, &raw_id))
+    }
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let list = ListQuery::parse(raw.as_deref(), &[], false)?;
+    let (query, before_seq) = paging::resolve(KIND, &list, ImportQuery {})?;
+    let page = state
+        .store
+        .import_list(
+            caller.tenant_id,
+            PageRequest {
+                page_size: list.page_size,
+                before_seq,
+            },
+        )
+        .await?;
+    let next_page_token = page
+        .next_before_seq
+        .map(|seq| paging::encode_page_token(KIND, &query, seq));
+    let body = Json(OperationList {
+        operations: page.items.into_iter().map(OperationJson::from).collect(),
+        next_page_token,
+    });
+    if paging::wants_total_count(&headers) {
+        let count = state.store.import_count(caller.tenant_id).await?;
+        Ok(([paging::total_count_header(count)], body).into_response())
+    } else {
+        Ok(body.into_response())
+    }
+}
