@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use iothubgdr_auth::{new_client_id, ClientSecret};
-use iothubgdr_store::{App, NewApp};
+use iothubgdr_store::{App, NewApp, Store};
 use serde_json::json;
 
 use crate::serve::DatabaseArgs;
@@ -34,6 +34,25 @@ pub enum AppsCommand {
     },
 }
 
+/// A new app registration of `tenant` and its secret (only a hash of it is stored).
+pub async fn create(
+    store: &dyn Store,
+    display_name: String,
+    tenant: String,
+) -> anyhow::Result<(App, ClientSecret)> {
+    let secret = ClientSecret::generate();
+    let app = store
+        .app_create(NewApp {
+            client_id: new_client_id(),
+            display_name,
+            tenant_name: tenant,
+            secret_hash: secret.hash(),
+        })
+        .await
+        .context("cannot create the app registration")?;
+    Ok((app, secret))
+}
+
 fn describe(app: &App) -> serde_json::Value {
     json!({
         "client_id": app.client_id,
@@ -57,16 +76,7 @@ pub async fn run(command: AppsCommand) -> anyhow::Result<()> {
             );
             anyhow::ensure!(!tenant.trim().is_empty(), "--tenant must not be empty");
             let store = database.open_store().await?;
-            let secret = ClientSecret::generate();
-            let app = store
-                .app_create(NewApp {
-                    client_id: new_client_id(),
-                    display_name,
-                    tenant_name: tenant,
-                    secret_hash: secret.hash(),
-                })
-                .await
-                .context("cannot create the app registration")?;
+            let (app, secret) = create(store.as_ref(), display_name, tenant).await?;
             let mut shown = describe(&app);
             shown["client_secret"] = json!(secret.expose());
             println!("{shown}");

@@ -45,13 +45,13 @@ struct LoggingArgs {
 }
 
 /// Structured logs on stderr, so stdout stays for results (`listening on ...`, JSON).
-fn init_logging(args: &LoggingArgs) -> Result<(), String> {
+fn init_logging(args: &LoggingArgs, default_level: &str) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match &args.log_level {
         Some(level) => {
             EnvFilter::try_new(level).map_err(|err| format!("invalid --log-level: {err}"))?
         }
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -84,7 +84,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = init_logging(&cli.logging) {
+    // The demo draws a progress bar and a summary: its server logs only what goes wrong
+    // unless asked for more.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    if let Err(err) = init_logging(&cli.logging, default_level) {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
