@@ -55,3 +55,18 @@ fn demo_imports_every_device_and_prints_how_to_explore() {
     assert!(!stdout.contains(bearer) && !stderr.contains(bearer));
     assert!(data.join("iothubgdr.db").exists());
 }
+
+#[test]
+fn completions_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(common::binary())
+            .args(["completions", shell])
+            .output()
+            .expect("run completions");
+        assert!(output.status.success());
+        let script = String::from_utf8_lossy(&output.stdout);
+        for command in ["serve", "apps", "demo", "import", "imports", "locations", "assets"] {
+            assert!(script.contains(command), "{shell} completions lack {command}");
+        }
+    }
+}
