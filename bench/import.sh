@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-100000}
 cargo build --release --quiet -p iothubgdr -p iothub-emulator
 cargo build --release --quiet -p iothub-client --example page_devices
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pids=()
 cleanup() {
