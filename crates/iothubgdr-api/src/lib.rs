@@ -100,7 +100,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::token::routes())
         .merge(routes::locations::routes())
         .merge(routes::assets::routes())
-        .merge(routes::iothubgdr::routes());
+        .merge(routes::iothubgdr::routes())
+        .merge(routes::openapi::routes());
     // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
 
     routes

@@ -3,6 +3,7 @@
 pub(crate) mod assets;
 pub(crate) mod iothubgdr;
 pub(crate) mod locations;
+pub(crate) mod openapi;
 pub(crate) mod operations;
 pub(crate) mod token;
 
