@@ -65,8 +65,19 @@ fn completions_cover_every_command() {
             .expect("run completions");
         assert!(output.status.success());
         let script = String::from_utf8_lossy(&output.stdout);
-        for command in ["serve", "apps", "demo", "import", "imports", "locations", "assets"] {
-            assert!(script.contains(command), "{shell} completions lack {command}");
+        for command in [
+            "serve",
+            "apps",
+            "demo",
+            "import",
+            "imports",
+            "locations",
+            "assets",
+        ] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
         }
     }
 }
