@@ -551,7 +551,10 @@ impl Store for SqliteStore {
                 "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) ",
             );
             query.push_values(chunk, |mut row, (source_key, behaviours, attributes)| {
-                row.push_bind(Uuid::new_v4().to_string())
+                // Time-ordered ids: a page's new rows land together at the end of the id
+                // index instead of dirtying a random index page each, which made inserts
+                // four times slower than updates at 100,000 assets.
+                row.push_bind(Uuid::now_v7().to_string())
                     .push_bind(tenant.clone())
                     .push_bind(*source_key)
                     .push_bind(behaviours.as_str())
