@@ -14,9 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use iothub_client::{ClientOptions, ConnectionString, HubClient, HubError, Twin};
+use iothub_client::{ClientOptions, ConnectionString, HubClient, HubError};
 use iothubgdr_store::{
-    Import, ImportOutcome, ImportStatus, NewImport, PageWrite, Store, StoreError,
+    AssetUpsert, Import, ImportOutcome, ImportStatus, NewImport, PageWrite, Store, StoreError,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -41,7 +41,9 @@ const ALL_DEVICES: &str = "SELECT * FROM devices";
 const MAX_ERROR_MESSAGE: usize = 1024;
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
 /// overlap, and memory stays bounded by a few pages whatever the hub's size.
-const PAGES_AHEAD: usize = 2;
+const PAGES_AHEAD: usize = 4;
+/// The most assets one write transaction takes when several pages are waiting.
+const MAX_BATCH_ASSETS: usize = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -408,19 +410,24 @@ impl Inner {
             .await
             .map_err(store_failure)?;
 
-        let (pages_tx, mut pages_rx) = mpsc::channel::<Result<Vec<Twin>, HubError>>(PAGES_AHEAD);
+        // The reader fetches pages and maps them to assets while the writer writes the
+        // previous ones: on two cores the hub side and the database side run side by side.
+        let (pages_tx, mut pages_rx) =
+            mpsc::channel::<Result<Vec<AssetUpsert>, HubError>>(PAGES_AHEAD);
         let mut pages = client.query_devices(ALL_DEVICES);
         drop(client);
         let reader = tokio::spawn(async move {
             loop {
-                let next = pages.next_page().await;
-                let last = !matches!(next, Ok(Some(_)));
-                let item = match next {
-                    Ok(Some(page)) => Ok(page),
+                let item = match pages.next_page().await {
+                    Ok(Some(twins)) => Ok(twins
+                        .iter()
+                        .map(|twin| device_asset(&hub_host, twin, home_location.as_deref()))
+                        .collect()),
                     Ok(None) => break,
                     Err(err) => Err(err),
                 };
-                if pages_tx.send(item).await.is_err() || last {
+                let failed = item.is_err();
+                if pages_tx.send(item).await.is_err() || failed {
                     break;
                 }
             }
@@ -429,6 +436,7 @@ impl Inner {
         let _reader = AbortOnDrop(reader);
 
         let mut written: u64 = 0;
+        let mut batch: Vec<AssetUpsert> = Vec::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -436,26 +444,35 @@ impl Inner {
                 _ = self.shutdown.cancelled() => return Ok(JobEnd::ShuttingDown),
                 next = pages_rx.recv() => next,
             };
-            let twins = match next {
+            match next {
                 None => break,
-                Some(Ok(twins)) => twins,
+                Some(Ok(assets)) => batch.extend(assets),
                 Some(Err(err)) => return Err(hub_failure(&err)),
-            };
-            let assets: Vec<_> = twins
-                .iter()
-                .map(|twin| device_asset(&hub_host, twin, home_location.as_deref()))
-                .collect();
-            drop(twins);
+            }
+            // Pages that are already waiting join this transaction: fewer, larger commits
+            // when the database is the slower side, and still one page at a time when the
+            // hub is.
+            let mut failure = None;
+            while batch.len() < MAX_BATCH_ASSETS {
+                match pages_rx.try_recv() {
+                    Ok(Ok(assets)) => batch.extend(assets),
+                    Ok(Err(err)) => {
+                        failure = Some(err);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
             match self
                 .store
-                .import_write_page(id, tenant_id, &assets)
+                .import_write_page(id, tenant_id, &batch)
                 .await
                 .map_err(store_failure)?
             {
                 PageWrite::Written {
                     number_assets_imported,
                 } => {
-                    self.metrics.devices_imported.inc_by(assets.len() as u64);
+                    self.metrics.devices_imported.inc_by(batch.len() as u64);
                     written = number_assets_imported;
                     debug!(import = %id, assets = written, "page written");
                 }
@@ -463,6 +480,10 @@ impl Inner {
                     debug!(import = %id, status = status.as_str(), "import stopped by its state");
                     return Ok(JobEnd::Stopped);
                 }
+            }
+            batch.clear();
+            if let Some(err) = failure {
+                return Err(hub_failure(&err));
             }
         }
         debug!(import = %id, assets = written, "every device read");
