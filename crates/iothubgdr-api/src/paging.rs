@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -178,6 +180,21 @@ where
             }
             Ok((query, Some(before_seq)))
         }
+    }
+}
+
+/// The answer of a list: `body`, with `X-Total-Count` from `count` when the request asked
+/// for it (`count` is not run otherwise).
+pub async fn list_answer<B: Serialize>(
+    headers: &HeaderMap,
+    body: B,
+    count: impl std::future::Future<Output = Result<u64, iothubgdr_store::StoreError>>,
+) -> Result<Response, ApiError> {
+    if wants_total_count(headers) {
+        let count = count.await?;
+        Ok(([total_count_header(count)], Json(body)).into_response())
+    } else {
+        Ok(Json(body).into_response())
     }
 }
 

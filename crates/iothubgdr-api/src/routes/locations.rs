@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use iothubgdr_store::{
@@ -154,17 +154,10 @@ async fn list(
     let next_page_token = page
         .next_before_seq
         .map(|seq| paging::encode_page_token(KIND, &query, seq));
-    let body = Json(LocationList {
+    let body = LocationList {
         locations: page.items.into_iter().map(LocationJson::from).collect(),
         next_page_token,
-    });
-    if paging::wants_total_count(&headers) {
-        let count = state
-            .store
-            .location_count(caller.tenant_id, &filter)
-            .await?;
-        Ok(([paging::total_count_header(count)], body).into_response())
-    } else {
-        Ok(body.into_response())
-    }
+    };
+    let count = state.store.location_count(caller.tenant_id, &filter);
+    paging::list_answer(&headers, body, count).await
 }
