@@ -595,3 +595,29 @@ fn truncate(mut message: String) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_request_never_shows_its_secret() {
+        let secret = "HostName=h.azure-devices.net;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0";
+        let request = ImportRequest {
+            display_name: "plant".into(),
+            secret: Zeroizing::new(secret.into()),
+            arc_home_location_identity: None,
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("plant") && shown.contains("<redacted>"));
+        assert!(!shown.contains("c2VjcmV0") && !shown.contains("HostName"));
+    }
+
+    #[test]
+    fn error_messages_fit_the_swagger_limit_on_a_char_boundary() {
+        let long = "é".repeat(MAX_ERROR_MESSAGE);
+        let cut = truncate(long);
+        assert!(cut.len() <= MAX_ERROR_MESSAGE);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
