@@ -120,6 +120,22 @@ impl Api {
         .await
     }
 
+    /// Waits until the import has written its first page, and returns it then.
+    async fn wait_first_page(&self, operation: &Value) -> Value {
+        let started = Instant::now();
+        loop {
+            let (_, now) = self.get(operation).await;
+            if imported(&now) > 0 {
+                return now;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no page written: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_done(&self, operation: &Value) -> Value {
         let started = Instant::now();
         loop {
@@ -181,6 +197,18 @@ async fn emulator(devices: u64, faults: Faults) -> RunningEmulator {
     })
     .await
     .expect("emulator")
+}
+
+/// An emulator whose every query takes `latency`, so an import can be seen mid-way.
+async fn slow_emulator(devices: u64, latency: Duration) -> RunningEmulator {
+    emulator(
+        devices,
+        Faults {
+            latency,
+            ..Faults::default()
+        },
+    )
+    .await
 }
 
 /// The `serve` flags that point the server at `hub` (CA file written under `dir`).
@@ -298,14 +326,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
     let seen = Seen::default();
-    let hub = emulator(
-        2_500,
-        Faults {
-            latency: Duration::from_millis(60),
-            ..Faults::default()
-        },
-    )
-    .await;
+    let hub = slow_emulator(2_500, Duration::from_millis(60)).await;
     let (_files, server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
@@ -360,26 +381,13 @@ async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let seen = Seen::default();
-    let hub = emulator(
-        2_500,
-        Faults {
-            latency: Duration::from_millis(80),
-            ..Faults::default()
-        },
-    )
-    .await;
+    let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
     let (_files, server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
         .await;
-    loop {
-        let (_, now) = api.get(&operation).await;
-        if imported(&now) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.wait_first_page(&operation).await;
     let path = format!("/archivist/v2/{}:cancel", identity(&operation));
     let (status, cancelled) = api.call(Method::POST, &path, None).await;
     assert_eq!(status, 200, "{cancelled}");
@@ -404,14 +412,7 @@ async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
     let seen = Seen::default();
-    let hub = emulator(
-        1_000,
-        Faults {
-            latency: Duration::from_millis(50),
-            ..Faults::default()
-        },
-    )
-    .await;
+    let hub = slow_emulator(1_000, Duration::from_millis(50)).await;
     let (_files, server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
@@ -668,14 +669,7 @@ async fn paging_through_imports_sees_each_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
     let seen = Seen::default();
-    let hub = emulator(
-        2_500,
-        Faults {
-            latency: Duration::from_millis(80),
-            ..Faults::default()
-        },
-    )
-    .await;
+    let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
     let files = tempfile::tempdir().expect("dir");
     let data = tempfile::tempdir().expect("data");
     let database = format!("sqlite://{}/iothubgdr.db", data.path().display());
@@ -689,13 +683,7 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
         let operation = api
             .start_import(&hub.iothub_connection_string(), None)
             .await;
-        loop {
-            let (_, now) = api.get(&operation).await;
-            if imported(&now) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        api.wait_first_page(&operation).await;
         let logs = if graceful {
             assert!(first.terminate().success());
             first.logs()
