@@ -101,7 +101,9 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::locations::routes())
         .merge(routes::assets::routes())
         .merge(routes::iothubgdr::routes())
-        .merge(routes::openapi::routes());
+        .merge(routes::openapi::routes())
+        // The web console's static files under /console/ (not API routes: no OpenAPI entry).
+        .merge(iothubgdr_console::router());
     // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
 
     routes
