@@ -113,6 +113,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &token_file,
         &format!("Authorization: Bearer {}\n", token.expose()),
     )?;
+    // The console's sign-in: the client id is printed, the secret stays in a file only the
+    // user can read, like the token.
+    let secret_file = data_dir.join("client-secret");
+    write_private(&secret_file, &format!("{}\n", client_secret.expose()))?;
     let client = ApiClient::new(&url, token).context("cannot build the API client")?;
     let location = client
         .create_location(&NewLocation {
@@ -178,6 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    print_console(&url, &app.client_id, &secret_file, &token_file);
     print_next_steps(&url, &token_file, &operation.identity, &location.identity);
 
     if ok && !args.exit {
@@ -226,6 +231,18 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn print_console(url: &str, client_id: &str, secret_file: &Path, token_file: &Path) {
+    println!(
+        r#"
+Open the web console: {url}/console/
+  sign in with client id {client_id}
+  and the client secret in {secret} (cat it and paste it),
+  or paste the token from {token}."#,
+        secret = secret_file.display(),
+        token = token_file.display(),
+    );
 }
 
 fn print_next_steps(url: &str, token_file: &Path, import: &str, location: &str) {

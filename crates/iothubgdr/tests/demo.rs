@@ -54,6 +54,32 @@ fn demo_imports_every_device_and_prints_how_to_explore() {
     }
     assert!(!stdout.contains(bearer) && !stderr.contains(bearer));
     assert!(data.join("iothubgdr.db").exists());
+
+    // The console: its address, and a sign-in whose secret stays in a private file.
+    assert!(stdout.contains("/console/"), "{stdout}");
+    let client_id = stdout
+        .split("sign in with client id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the console's client id");
+    let secret_file = data.join("client-secret");
+    let secret = std::fs::read_to_string(&secret_file).expect("client secret file");
+    let mode = std::fs::metadata(&secret_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the client secret file is readable by others");
+    assert!(!secret.trim().is_empty());
+    assert!(!stdout.contains(secret.trim()) && !stderr.contains(secret.trim()));
+    let database = format!("sqlite://{}", data.join("iothubgdr.db").display());
+    let apps = Command::new(common::binary())
+        .args(["apps", "list", "--database", &database])
+        .output()
+        .expect("apps list");
+    assert!(
+        String::from_utf8_lossy(&apps.stdout).contains(client_id),
+        "the printed client id is a registered app"
+    );
 }
 
 #[test]

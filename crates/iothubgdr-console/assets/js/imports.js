@@ -39,8 +39,12 @@ function stateOf(operation) {
   };
 }
 
+/** The bar's percentage; `null` (an indeterminate bar) while the hub's count is unknown. */
 function percentOf(state) {
-  if (state.total === null) return state.done && state.status === "STATUS_FINISHED" ? 100 : null;
+  if (state.total === null) {
+    if (!state.done) return null;
+    return state.status === "STATUS_FINISHED" ? 100 : 0;
+  }
   if (state.total === 0) return state.done ? 100 : 0;
   return Math.min(100, Math.floor((state.count / state.total) * 100));
 }
