@@ -36,7 +36,10 @@ where
     S: Clone + Send + Sync + 'static,
 {
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent(PATH_PREFIX) }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent(PATH_PREFIX) }),
+        )
         .route("/console/", get(|| async { serve_file("index.html") }))
         .route("/console/{*path}", get(asset))
 }

@@ -52,7 +52,12 @@ async fn serves_every_file_with_its_type_and_refuses_others() {
         assert_secured(&headers);
         assert_eq!(body, file.contents);
     }
-    for missing in ["/console/nope.js", "/console/js/", "/console/../Cargo.toml", "/console/js/../../src/lib.rs"] {
+    for missing in [
+        "/console/nope.js",
+        "/console/js/",
+        "/console/../Cargo.toml",
+        "/console/js/../../src/lib.rs",
+    ] {
         let (status, headers, body) = get(missing).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
         assert_secured(&headers);
@@ -130,7 +135,13 @@ fn the_page_has_no_inline_script_style_or_handler() {
         assert!(tag.contains("src="), "inline script: {tag}");
         assert!(script.split('>').nth(1).unwrap().starts_with("</script"));
     }
-    for attribute in [" onclick=", " onload=", " onerror=", " onsubmit=", "javascript:"] {
+    for attribute in [
+        " onclick=",
+        " onload=",
+        " onerror=",
+        " onsubmit=",
+        "javascript:",
+    ] {
         assert!(!index.contains(attribute), "{attribute}");
     }
 }

@@ -23,9 +23,11 @@ async fn sign_in_with_client(browser: &Browser, client_id: &str, secret: &str) {
 }
 
 async fn wait_heading(browser: &Browser, text: &str) {
-    eventually(&format!("the {text} page"), Duration::from_secs(20), || async {
-        (browser.text("#page-title").await == text).then_some(())
-    })
+    eventually(
+        &format!("the {text} page"),
+        Duration::from_secs(20),
+        || async { (browser.text("#page-title").await == text).then_some(()) },
+    )
     .await;
 }
 
@@ -55,10 +57,14 @@ async fn table_identities(browser: &Browser) -> Vec<String> {
 }
 
 async fn wait_summary(browser: &Browser, expected: &str) {
-    eventually(&format!("summary {expected:?}"), Duration::from_secs(20), || async {
-        let now = browser.text("#assets-summary").await;
-        (now == expected).then_some(())
-    })
+    eventually(
+        &format!("summary {expected:?}"),
+        Duration::from_secs(20),
+        || async {
+            let now = browser.text("#assets-summary").await;
+            (now == expected).then_some(())
+        },
+    )
     .await;
 }
 
@@ -66,7 +72,7 @@ fn count_text(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -76,7 +82,9 @@ fn count_text(n: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
-    let Some(browser) = Browser::start("console_signs_in_imports_live_filters_pages_and_signs_out").await else {
+    let Some(browser) =
+        Browser::start("console_signs_in_imports_live_filters_pages_and_signs_out").await
+    else {
         return;
     };
     // 2,500 devices in 25 pages of 150 ms: several seconds of visible progress.
@@ -85,7 +93,10 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     let app = server.create_test_app("acme");
     let api = Api::new(&server, &app.client_id, &app.client_secret).await;
     let plant = api
-        .post("/archivist/v2/locations", json!({"display_name": "Plant 1", "description": "North site"}))
+        .post(
+            "/archivist/v2/locations",
+            json!({"display_name": "Plant 1", "description": "North site"}),
+        )
         .await;
     let plant = plant["identity"].as_str().expect("identity").to_owned();
 
@@ -95,15 +106,23 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     browser.screenshots("sign-in").await;
     sign_in_with_client(&browser, &app.client_id, &app.client_secret).await;
     let stored = browser.stored().await;
-    assert!(stored.contains("eyJ"), "the token is kept for this tab: {stored}");
-    assert!(!stored.contains(&app.client_secret), "the client secret is never kept");
+    assert!(
+        stored.contains("eyJ"),
+        "the token is kept for this tab: {stored}"
+    );
+    assert!(
+        !stored.contains(&app.client_secret),
+        "the client secret is never kept"
+    );
     let address = browser.client.current_url().await.expect("url").to_string();
     assert!(!address.contains("eyJ") && !address.contains(&app.client_secret));
 
     // Start an import with the form and watch its bar to 100%.
     let connection_string = hub.iothub_connection_string();
     browser.type_into("#import-name", "Plant 1 hub").await;
-    browser.type_into("#import-secret", &connection_string).await;
+    browser
+        .type_into("#import-secret", &connection_string)
+        .await;
     browser.select("#import-location", &plant).await;
     browser.click("#start-import button[type=submit]").await;
     let mut seen = Vec::new();
@@ -116,11 +135,16 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
                 break row;
             }
         }
-        assert!(watching.elapsed() < Duration::from_secs(90), "the import did not finish: {row}");
+        assert!(
+            watching.elapsed() < Duration::from_secs(90),
+            "the import did not finish: {row}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(
-        browser.js("return document.getElementById('import-secret').value;").await,
+        browser
+            .js("return document.getElementById('import-secret').value;")
+            .await,
         json!(""),
         "the connection string is not kept in the form"
     );
@@ -136,7 +160,10 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
         "the bar moved while the import ran: {seen:?}"
     );
     let operations = api.get("/archivist/v2/iothubgdr").await;
-    assert_eq!(operations["operations"][0]["result"]["number_assets_imported"], json!(2_500));
+    assert_eq!(
+        operations["operations"][0]["result"]["number_assets_imported"],
+        json!(2_500)
+    );
     browser.screenshots("imports").await;
 
     // Filter assets with the form and page through every match.
@@ -149,7 +176,9 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     browser.select("#filter-status", "enabled").await;
     browser.click("#apply-filters").await;
     let expected = api
-        .asset_count("attributes.arc_display_type=IoT%20Edge%20Device&attributes.iothub_status=enabled")
+        .asset_count(
+            "attributes.arc_display_type=IoT%20Edge%20Device&attributes.iothub_status=enabled",
+        )
         .await;
     assert!(expected > 50, "the seed gives edge devices: {expected}");
     let mut identities = HashSet::new();
@@ -159,7 +188,12 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
         let last = (first + 24).min(expected);
         wait_summary(
             &browser,
-            &format!("Assets {}–{} of {}", count_text(first), count_text(last), count_text(expected)),
+            &format!(
+                "Assets {}–{} of {}",
+                count_text(first),
+                count_text(last),
+                count_text(expected)
+            ),
         )
         .await;
         let rows = table_identities(&browser).await;
@@ -179,21 +213,34 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
         browser.click("#page-next").await;
         page += 1;
     }
-    assert_eq!(identities.len() as u64, expected, "every match exactly once");
+    assert_eq!(
+        identities.len() as u64,
+        expected,
+        "every match exactly once"
+    );
     // Back one page gives the previous page again.
     browser.click("#page-previous").await;
     let first = (page - 1) * 25 + 1;
     wait_summary(
         &browser,
-        &format!("Assets {}–{} of {}", count_text(first), count_text(first + 24), count_text(expected)),
+        &format!(
+            "Assets {}–{} of {}",
+            count_text(first),
+            count_text(first + 24),
+            count_text(expected)
+        ),
     )
     .await;
 
     // Any attribute: an extra filter row.
     browser.goto(&server.url_of("/console/#/assets")).await;
     wait_summary(&browser, "Assets 1–25 of 2,500").await;
-    browser.click("#asset-filters .actions button.button-quiet").await;
-    browser.type_into("#extra-name-1", "iothub_connection_state").await;
+    browser
+        .click("#asset-filters .actions button.button-quiet")
+        .await;
+    browser
+        .type_into("#extra-name-1", "iothub_connection_state")
+        .await;
     browser.type_into("#extra-value-1", "Connected").await;
     browser.click("#apply-filters").await;
     let connected = api
@@ -206,24 +253,33 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     .await;
 
     // The fleet summary: counted per hub, the same numbers as the API's counts.
-    let fleet_row = eventually("the fleet table", Duration::from_secs(20), || async {
-        let cells = browser
-            .js("const row = document.querySelector('.fleet-table tbody tr');
-                 return row ? [...row.children].map(c => c.textContent) : null;")
+    let fleet = eventually("the fleet table", Duration::from_secs(20), || async {
+        let numbers = browser
+            .js("const table = document.querySelector('.fleet-table');
+                 if (!table) return null;
+                 const numbers = { hub: table.querySelector('thead th:nth-child(2)').textContent };
+                 for (const row of table.querySelectorAll('tbody tr')) {
+                   numbers[row.dataset.measure] = row.querySelector('td').textContent;
+                 }
+                 return numbers;")
             .await;
-        (!cells.is_null()).then_some(cells)
+        (!numbers.is_null()).then_some(numbers)
     })
     .await;
     let edge = api
         .asset_count("attributes.arc_display_type=IoT%20Edge%20Device")
         .await;
     let disabled = api.asset_count("attributes.iothub_status=disabled").await;
-    assert_eq!(fleet_row[0], json!(hub.host_name()));
-    assert_eq!(fleet_row[1], json!("2,500"));
-    assert_eq!(fleet_row[3], json!(count_text(edge)));
-    assert_eq!(fleet_row[5], json!(count_text(disabled)));
+    assert_eq!(fleet["hub"], json!(hub.host_name()));
+    assert_eq!(fleet["Devices"], json!("2,500"));
+    assert_eq!(fleet["IoT Device"], json!(count_text(2_500 - edge)));
+    assert_eq!(fleet["IoT Edge Device"], json!(count_text(edge)));
+    assert_eq!(fleet["enabled"], json!(count_text(2_500 - disabled)));
+    assert_eq!(fleet["disabled"], json!(count_text(disabled)));
     assert_eq!(
-        browser.js("return document.querySelectorAll('svg.fleet-chart rect.segment').length > 0;").await,
+        browser
+            .js("return document.querySelectorAll('svg.fleet-chart rect.segment').length > 0;")
+            .await,
         json!(true)
     );
 
@@ -234,8 +290,16 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     let attributes = browser
         .js("return [...document.querySelectorAll('.attributes dt')].map(d => d.textContent);")
         .await;
-    for name in ["arc_display_name", "iothub_device_id", "iothub_hub", "iothub_status"] {
-        assert!(attributes.as_array().expect("names").contains(&json!(name)), "{name}");
+    for name in [
+        "arc_display_name",
+        "iothub_device_id",
+        "iothub_hub",
+        "iothub_status",
+    ] {
+        assert!(
+            attributes.as_array().expect("names").contains(&json!(name)),
+            "{name}"
+        );
     }
     eventually("the history", Duration::from_secs(20), || async {
         let shown = browser
@@ -261,7 +325,10 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
         (browser.text("#locations-summary").await == "2 of 2 locations shown").then_some(())
     })
     .await;
-    assert_eq!(browser.text(".locations-table tbody th").await, "Depot south");
+    assert_eq!(
+        browser.text(".locations-table tbody th").await,
+        "Depot south"
+    );
     let listed = api.get("/archivist/v2/locations").await;
     assert_eq!(listed["locations"][0]["display_name"], "Depot south");
     assert_eq!(listed["locations"][0]["latitude"], json!(51.5));
@@ -280,7 +347,8 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_cancels_a_running_import_and_deletes_it() {
-    let Some(browser) = Browser::start("console_cancels_a_running_import_and_deletes_it").await else {
+    let Some(browser) = Browser::start("console_cancels_a_running_import_and_deletes_it").await
+    else {
         return;
     };
     // 5,000 devices in 50 pages of 300 ms: it is still running when cancelled.
@@ -293,22 +361,31 @@ async fn console_cancels_a_running_import_and_deletes_it() {
     browser.goto(&server.url_of("/console/")).await;
     wait_heading(&browser, "Sign in").await;
     browser
-        .type_into("#bearer-token", &format!("Authorization: Bearer {}", api.token))
+        .type_into(
+            "#bearer-token",
+            &format!("Authorization: Bearer {}", api.token),
+        )
         .await;
     browser.click("#sign-in-token button[type=submit]").await;
     wait_heading(&browser, "Imports").await;
 
     browser.type_into("#import-name", "Big hub").await;
-    browser.type_into("#import-secret", &hub.iothub_connection_string()).await;
+    browser
+        .type_into("#import-secret", &hub.iothub_connection_string())
+        .await;
     browser.click("#start-import button[type=submit]").await;
     eventually("the first pages", Duration::from_secs(60), || async {
         let row = first_import(&browser).await;
         (row["status"] == "STATUS_INPROGRESS" && row["value"].as_f64() > Some(0.0)).then_some(())
     })
     .await;
-    browser.click(".imports .import .actions button.button-quiet").await;
+    browser
+        .click(".imports .import .actions button.button-quiet")
+        .await;
     eventually("the confirmation", Duration::from_secs(10), || async {
-        let open = browser.js("return document.getElementById('confirm').open;").await;
+        let open = browser
+            .js("return document.getElementById('confirm').open;")
+            .await;
         (open == json!(true)).then_some(())
     })
     .await;
@@ -327,7 +404,11 @@ async fn console_cancels_a_running_import_and_deletes_it() {
         .as_u64()
         .expect("count");
     assert!(count > 0 && count < 5_000, "{count}");
-    assert_eq!(api.asset_count("").await, count, "the count is the assets written");
+    assert_eq!(
+        api.asset_count("").await,
+        count,
+        "the count is the assets written"
+    );
     let figures = row["figures"].as_str().expect("figures");
     assert!(
         figures.starts_with(&format!("{} of 5,000 devices", count_text(count))),
@@ -335,13 +416,24 @@ async fn console_cancels_a_running_import_and_deletes_it() {
     );
 
     // Delete, after a confirmation that a kept import is not deleted.
-    browser.click(".imports .import .actions .button-danger-quiet").await;
+    browser
+        .click(".imports .import .actions .button-danger-quiet")
+        .await;
     browser.click("#confirm-no").await;
-    assert_eq!(api.get("/archivist/v2/iothubgdr").await["operations"].as_array().map(Vec::len), Some(1));
-    browser.click(".imports .import .actions .button-danger-quiet").await;
+    assert_eq!(
+        api.get("/archivist/v2/iothubgdr").await["operations"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    browser
+        .click(".imports .import .actions .button-danger-quiet")
+        .await;
     browser.click("#confirm-yes").await;
     eventually("the row to go", Duration::from_secs(20), || async {
-        let rows = browser.js("return document.querySelectorAll('.imports .import').length;").await;
+        let rows = browser
+            .js("return document.querySelectorAll('.imports .import').length;")
+            .await;
         (rows == json!(0)).then_some(())
     })
     .await;
@@ -358,7 +450,9 @@ async fn console_cancels_a_running_import_and_deletes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_shows_hub_strings_as_text_and_runs_none_of_them() {
-    let Some(browser) = Browser::start("console_shows_hub_strings_as_text_and_runs_none_of_them").await else {
+    let Some(browser) =
+        Browser::start("console_shows_hub_strings_as_text_and_runs_none_of_them").await
+    else {
         return;
     };
     let hub = hub(3, Duration::ZERO).await;
@@ -368,7 +462,10 @@ async fn console_shows_hub_strings_as_text_and_runs_none_of_them() {
     let api = Api::new(&server, &app.client_id, &app.client_secret).await;
     // The import's name is the tenant's, and a failed import's message is shown too.
     let failed = api
-        .post("/archivist/v2/iothubgdr", json!({"display_name": "Bad secret", "secret": "not a connection string"}))
+        .post(
+            "/archivist/v2/iothubgdr",
+            json!({"display_name": "Bad secret", "secret": "not a connection string"}),
+        )
         .await;
     assert!(failed["error"]["error_message"].is_string());
     api.post(
@@ -396,14 +493,19 @@ async fn console_shows_hub_strings_as_text_and_runs_none_of_them() {
         .await;
     assert_eq!(
         error,
-        json!(format!("Error: {}", failed["error"]["error_message"].as_str().expect("message")))
+        json!(format!(
+            "Error: {}",
+            failed["error"]["error_message"].as_str().expect("message")
+        ))
     );
     browser.screenshots("imports-failed").await;
 
     // Filter on the hostile tag itself, typed into the form.
     browser.click("a[data-section=assets]").await;
     wait_summary(&browser, "Assets 1–3 of 3").await;
-    browser.click("#asset-filters .actions button.button-quiet").await;
+    browser
+        .click("#asset-filters .actions button.button-quiet")
+        .await;
     browser.type_into("#extra-name-1", "iothub_tag_label").await;
     browser.type_into("#extra-value-1", HOSTILE).await;
     browser.click("#apply-filters").await;
@@ -418,10 +520,26 @@ async fn console_shows_hub_strings_as_text_and_runs_none_of_them() {
     browser.screenshots("asset-hostile").await;
 
     // Nothing of it became markup, and nothing ran.
-    assert_eq!(browser.js("return document.querySelectorAll('img').length;").await, json!(0));
-    assert!(browser.alert().await.is_none(), "a hub string ran as script");
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('img').length;")
+            .await,
+        json!(0)
+    );
+    assert!(
+        browser.alert().await.is_none(),
+        "a hub string ran as script"
+    );
     browser.click("a[data-section=imports]").await;
     wait_heading(&browser, "Imports").await;
-    assert_eq!(browser.js("return document.querySelectorAll('img').length;").await, json!(0));
-    assert!(browser.alert().await.is_none(), "a hub string ran as script");
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('img').length;")
+            .await,
+        json!(0)
+    );
+    assert!(
+        browser.alert().await.is_none(),
+        "a hub string ran as script"
+    );
 }

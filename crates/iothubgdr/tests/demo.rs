@@ -68,7 +68,11 @@ fn demo_imports_every_device_and_prints_how_to_explore() {
         .expect("meta")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o077, 0, "the client secret file is readable by others");
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the client secret file is readable by others"
+    );
     assert!(!secret.trim().is_empty());
     assert!(!stdout.contains(secret.trim()) && !stderr.contains(secret.trim()));
     let database = format!("sqlite://{}", data.join("iothubgdr.db").display());

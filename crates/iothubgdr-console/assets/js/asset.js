@@ -78,8 +78,16 @@ export function assetPage(main, uuid) {
 
 function attributeValue(name, value) {
   const text = fmt.attributeText(value);
-  if (name === "arc_home_location_identity" && text.startsWith("locations/")) {
-    return h("a", { href: "#/locations" }, text);
+  if (name === "arc_home_location_identity" && /^locations\/[0-9a-f-]{36}$/i.test(text)) {
+    // The location's name once known; the identity until then (or if it is gone).
+    const filter = new URLSearchParams([["attributes.arc_home_location_identity", text]]);
+    const link = h("a", { href: `#/assets?${filter}`, title: `Assets at ${text}` }, text);
+    api.call("GET", `/archivist/v2/${text}`)
+      .then((answer) => {
+        if (answer.body && answer.body.display_name) link.textContent = `${answer.body.display_name} (${text})`;
+      })
+      .catch(() => {});
+    return link;
   }
   return text;
 }

@@ -179,21 +179,20 @@ export function assetsPage(main, params) {
   });
 
   // ---- fleet summary ----
-  const fleet = h("section", { class: "card fleet", "aria-labelledby": "fleet-title" },
+  const fleet = h("section", { class: "card fleet", id: "fleet", "aria-labelledby": "fleet-title" },
     h("h2", { id: "fleet-title" }, "Fleet by hub"),
     h("p", { class: "hint" }, "Counting…"));
 
   replace(main,
     pageHeading("Assets"),
     form,
-    h("div", { class: "split" },
-      h("section", { class: "grow", "aria-labelledby": "assets-table-title" },
-        h("h2", { id: "assets-table-title", class: "visually-hidden" }, "Asset list"),
-        summary,
-        tableMessage,
-        h("div", { class: "table-scroll", tabindex: "0", role: "region", "aria-label": "Asset table (scrolls sideways)" }, table),
-        h("nav", { class: "pager", "aria-label": "Pages" }, previous, next)),
-      fleet),
+    fleet,
+    h("section", { "aria-labelledby": "assets-table-title" },
+      h("h2", { id: "assets-table-title", class: "visually-hidden" }, "Asset list"),
+      summary,
+      tableMessage,
+      h("div", { class: "table-scroll", tabindex: "0", role: "region", "aria-label": "Asset table (scrolls sideways)" }, table),
+      h("nav", { class: "pager", "aria-label": "Pages" }, previous, next)),
     hubList);
 
   locations().then((names) => {
@@ -220,7 +219,7 @@ function assetRow(asset, names) {
     h("td", {}, fmt.attributeText(a.iothub_connection_state)),
     h("td", {}, fmt.attributeText(a.iothub_hub)),
     h("td", {}, names.get(location) || location),
-    h("td", {}, fmt.attributeText(a.iothub_last_activity_time)));
+    h("td", {}, fmt.time(fmt.attributeText(a.iothub_last_activity_time))));
 }
 
 /** Runs `tasks` (functions returning promises) at most `limit` at a time. */
@@ -288,13 +287,16 @@ async function drawFleet(section, hubList, filteredHub, isStopped) {
     } else {
       parts.push(
         h("p", { class: "visually-hidden", id: "fleet-chart-title" }, `Bar chart of devices per hub by type and by status, ${fmt.count(known)} devices in ${data.length} hubs. The same numbers are in the table below it.`),
-        fleetChart(data, "fleet-chart-title"),
-        legend([
-          { kind: "device", label: "IoT Device" }, { kind: "edge", label: "IoT Edge Device" },
-          { kind: "enabled", label: "enabled" }, { kind: "disabled", label: "disabled" },
-          { kind: "other", label: "other" },
-        ]),
-        fleetTable(data));
+        h("div", { class: "fleet-body" },
+          h("div", { class: "fleet-graphic" },
+            fleetChart(data, "fleet-chart-title"),
+            legend([
+              { kind: "device", label: "IoT Device" }, { kind: "edge", label: "IoT Edge Device" },
+              { kind: "enabled", label: "enabled" }, { kind: "disabled", label: "disabled" },
+              { kind: "other", label: "other" },
+            ])),
+          h("div", { class: "table-scroll fleet-numbers", tabindex: "0", role: "region", "aria-label": "Devices per hub (scrolls sideways)" },
+            fleetTable(data))));
     }
     if (fleetTotal > known) {
       parts.push(h("p", { class: "hint" }, `${fmt.count(fleetTotal - known)} of ${fmt.count(fleetTotal)} assets are in hubs not among the newest ${HUB_SAMPLE} assets, or were not imported: filter by hub to count one.`));
@@ -306,19 +308,20 @@ async function drawFleet(section, hubList, filteredHub, isStopped) {
   }
 }
 
+/** The chart's numbers as a table (one column per hub), each a link to those assets. */
 function fleetTable(data) {
   const link = (filters, value) => h("a", { href: addressOf(filters) }, fmt.count(value));
+  const measures = [
+    ["Devices", [], (hub) => hub.total],
+    ["IoT Device", [[TYPE, "IoT Device"]], (hub) => hub.byType[0].value],
+    ["IoT Edge Device", [[TYPE, "IoT Edge Device"]], (hub) => hub.byType[1].value],
+    ["enabled", [[STATUS, "enabled"]], (hub) => hub.byStatus[0].value],
+    ["disabled", [[STATUS, "disabled"]], (hub) => hub.byStatus[1].value],
+  ];
   return h("table", { class: "fleet-table" },
-    h("caption", {}, "Devices per hub"),
-    h("thead", {}, h("tr", {}, ["Hub", "Devices", "IoT Device", "IoT Edge", "enabled", "disabled"].map((c) => h("th", { scope: "col" }, c)))),
-    h("tbody", {}, data.map((hub) => {
-      const base = [[HUB, hub.hub]];
-      return h("tr", {},
-        h("th", { scope: "row" }, hub.hub),
-        h("td", {}, link(base, hub.total)),
-        h("td", {}, link([...base, [TYPE, "IoT Device"]], hub.byType[0].value)),
-        h("td", {}, link([...base, [TYPE, "IoT Edge Device"]], hub.byType[1].value)),
-        h("td", {}, link([...base, [STATUS, "enabled"]], hub.byStatus[0].value)),
-        h("td", {}, link([...base, [STATUS, "disabled"]], hub.byStatus[1].value)));
-    })));
+    h("caption", { class: "visually-hidden" }, "Devices per hub"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Hub"), data.map((hub) => h("th", { scope: "col" }, hub.hub)))),
+    h("tbody", {}, measures.map(([label, filters, value]) => h("tr", { dataset: { measure: label } },
+      h("th", { scope: "row" }, label),
+      data.map((hub) => h("td", {}, link([[HUB, hub.hub], ...filters], value(hub))))))));
 }

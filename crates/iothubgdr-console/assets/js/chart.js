@@ -8,8 +8,8 @@
 import { svg } from "./dom.js";
 import { count } from "./format.js";
 
-const WIDTH = 640;
-const LABEL_WIDTH = 110;
+const WIDTH = 420;
+const LABEL_WIDTH = 72;
 const BAR_HEIGHT = 22;
 const ROW_GAP = 8;
 const HUB_GAP = 30;
@@ -28,7 +28,7 @@ export function fleetChart(hubs, titleId) {
     preserveAspectRatio: "xMinYMin meet",
   });
   const largest = Math.max(1, ...hubs.map((hub) => hub.total));
-  const scale = (WIDTH - LABEL_WIDTH - 70) / largest;
+  const scale = (WIDTH - LABEL_WIDTH - 56) / largest;
   let y = 4;
   for (const hub of hubs) {
     chart.append(svg("text", { x: 0, y: y + 14, class: "chart-hub" }, hub.hub));

@@ -141,7 +141,11 @@ impl Browser {
             "const e = document.querySelector({}); return e ? e.textContent : null;",
             json!(css)
         );
-        self.js(&script).await.as_str().unwrap_or_default().to_owned()
+        self.js(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Waits until `css` matches a displayed element and returns it.
@@ -180,17 +184,15 @@ impl Browser {
 
     /// Everything the page keeps: session and local storage, and its cookies.
     pub async fn stored(&self) -> String {
-        self.js(
-            "const all = {};
+        self.js("const all = {};
              for (const s of [sessionStorage, localStorage]) {
                for (let i = 0; i < s.length; i++) { all[s.key(i)] = s.getItem(s.key(i)); }
              }
-             return JSON.stringify(all) + document.cookie;",
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+             return JSON.stringify(all) + document.cookie;")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Saves a screenshot at desktop width and one at phone width as `<name>.png` and
@@ -305,12 +307,8 @@ pub async fn tag_device(hub: &RunningEmulator, device_id: &str, tags: Value) {
         .expect("clock")
         .as_secs()
         + 3600;
-    let sas = iothub_client::generate_sas_token(
-        &hub.host_name(),
-        &key,
-        Some("iothubowner"),
-        expiry,
-    );
+    let sas =
+        iothub_client::generate_sas_token(&hub.host_name(), &key, Some("iothubowner"), expiry);
     let client = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(hub.ca_cert_pem().as_bytes()).expect("CA"),
