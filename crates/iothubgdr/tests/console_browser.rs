@@ -31,6 +31,31 @@ async fn wait_heading(browser: &Browser, text: &str) {
     .await;
 }
 
+/// Every form control has a label, the page has its landmarks, and the focus is on the
+/// new page's heading (where a screen reader starts reading).
+async fn assert_accessible(browser: &Browser) {
+    let unlabelled = browser
+        .js(
+            "return [...document.querySelectorAll('input, select, textarea, progress')]
+                 .filter(c => c.labels.length === 0 && !c.getAttribute('aria-label'))
+                 .map(c => c.id || c.outerHTML.slice(0, 60));",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+    let landmarks = browser
+        .js("return ['header', 'main', 'nav'].filter(l => !document.querySelector(l));")
+        .await;
+    assert_eq!(landmarks, json!([]), "missing landmarks");
+    let focused = browser
+        .js("return document.activeElement && document.activeElement.id;")
+        .await;
+    assert_eq!(
+        focused,
+        json!("page-title"),
+        "the focus is on the page's heading"
+    );
+}
+
 /// The newest import row: [progress value, figures, status, error].
 async fn first_import(browser: &Browser) -> Value {
     browser
@@ -103,8 +128,10 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     // Sign in with the app registration.
     browser.goto(&server.url_of("/console/")).await;
     wait_heading(&browser, "Sign in").await;
+    assert_accessible(&browser).await;
     browser.screenshots("sign-in").await;
     sign_in_with_client(&browser, &app.client_id, &app.client_secret).await;
+    assert_accessible(&browser).await;
     let stored = browser.stored().await;
     assert!(
         stored.contains("eyJ"),
@@ -169,6 +196,7 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     // Filter assets with the form and page through every match.
     browser.click("a[data-section=assets]").await;
     wait_heading(&browser, "Assets").await;
+    assert_accessible(&browser).await;
     let fleet_total = api.asset_count("").await;
     assert_eq!(fleet_total, 2_500);
     wait_summary(&browser, "Assets 1–25 of 2,500").await;
@@ -301,18 +329,53 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
             "{name}"
         );
     }
-    eventually("the history", Duration::from_secs(20), || async {
+    // The timeline shows the asset's events once the server records them; until then the
+    // events route answers 404 and the page says there is no history.
+    let asset_path = browser
+        .client
+        .current_url()
+        .await
+        .expect("url")
+        .fragment()
+        .expect("fragment")
+        .trim_start_matches('/')
+        .to_owned();
+    let events = api
+        .http
+        .get(format!(
+            "{}/archivist/v2/{asset_path}/events",
+            api.server_url
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("GET events");
+    let recorded = if events.status() == 200 {
+        let body: Value = events.json().await.expect("events JSON");
+        body["events"].as_array().map_or(0, Vec::len)
+    } else {
+        0
+    };
+    let shown = eventually("the history", Duration::from_secs(20), || async {
         let shown = browser
-            .js("return Boolean(document.querySelector('#no-history, ol.timeline li'));")
+            .js("if (document.getElementById('no-history')) return 0;
+                 const items = document.querySelectorAll('ol.timeline li');
+                 return items.length ? items.length : null;")
             .await;
-        (shown == json!(true)).then_some(())
+        shown.as_u64()
     })
     .await;
+    assert_eq!(
+        shown as usize,
+        recorded.min(50),
+        "one timeline entry per event"
+    );
     browser.screenshots("asset").await;
 
     // Locations: create one with the form; the list shows it and the total grows.
     browser.click("a[data-section=locations]").await;
     wait_heading(&browser, "Locations").await;
+    assert_accessible(&browser).await;
     eventually("the locations list", Duration::from_secs(20), || async {
         (browser.text("#locations-summary").await == "1 of 1 locations shown").then_some(())
     })

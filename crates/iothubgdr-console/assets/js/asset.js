@@ -94,19 +94,21 @@ function attributeValue(name, value) {
 
 function eventItem(event) {
   const when = event.timestamp_declared || event.timestamp_accepted || event.timestamp_committed;
-  const changes = { ...(event.asset_attributes || {}) };
-  const details = { ...(event.event_attributes || {}) };
-  const what = [event.operation, event.behaviour].filter(Boolean).join(" · ") || "Event";
-  return h("li", { class: "timeline-event" },
+  const what = [event.operation, event.behaviour && `(${event.behaviour})`].filter(Boolean).join(" ") || "Event";
+  const principal = event.principal_declared || event.principal_accepted || {};
+  const who = principal.display_name || principal.subject || "";
+  return h("li", { class: "timeline-event", dataset: { identity: event.identity || "" } },
     h("time", { datetime: when || "" }, fmt.time(when)),
-    h("p", { class: "event-title" }, fmt.attributeText(details.arc_display_name) || what),
-    pairs("Asset attributes", changes),
-    pairs("Event attributes", details));
+    h("p", { class: "event-title" }, what, who ? h("span", { class: "event-who" }, ` by ${who}`) : null),
+    pairs("Asset attributes", event.asset_attributes || {}),
+    pairs("Event attributes", event.event_attributes || {}));
 }
 
 function pairs(title, object) {
   const names = Object.keys(object).sort();
   if (names.length === 0) return null;
-  return h("dl", { class: "attributes compact", "aria-label": title },
-    names.map((name) => [h("dt", {}, name), h("dd", {}, fmt.attributeText(object[name]))]));
+  return h("div", { class: "event-pairs" },
+    h("p", { class: "event-pairs-title" }, title),
+    h("dl", { class: "attributes compact" },
+      names.map((name) => [h("dt", {}, name), h("dd", {}, fmt.attributeText(object[name]))])));
 }
