@@ -55,14 +55,17 @@ impl Browser {
             return None;
         };
         let port = free_port();
-        let mut driver = Command::new(driver)
+        // Its own process group, so that dropping the browser ends chromedriver and every
+        // Chromium process it started, even when a test panics before closing the session.
+        let mut driver = Command::new(driver);
+        driver
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut driver, 0);
+        let mut driver = driver.spawn().expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
         let capabilities = json!({
             "browserName": "chrome",
@@ -79,6 +82,7 @@ impl Browser {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
+                    "--disable-crash-reporter",
                     "--disable-dev-shm-usage",
                     "--disable-extensions",
                     "--disable-default-apps",
@@ -218,8 +222,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Chromium is the driver's child: ending the session (best effort on a runtime
-        // that may be gone) and then the driver ends it.
+        // The whole group: chromedriver and the Chromium processes it started.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
