@@ -420,9 +420,21 @@ async fn console_cancels_a_running_import_and_deletes_it() {
     let app = server.create_test_app("acme");
     let api = Api::new(&server, &app.client_id, &app.client_secret).await;
 
-    // Sign in with a pasted bearer token, as the demo's token file holds it.
+    // A token the server did not issue is refused on the sign-in page.
     browser.goto(&server.url_of("/console/")).await;
     wait_heading(&browser, "Sign in").await;
+    browser
+        .type_into("#bearer-token", "eyJhbGciOiJub25lIn0.e30.")
+        .await;
+    browser.click("#sign-in-token button[type=submit]").await;
+    eventually("the refusal", Duration::from_secs(20), || async {
+        let shown = browser.text("#sign-in-message .error").await;
+        shown.contains("not accepted").then_some(())
+    })
+    .await;
+    assert_eq!(browser.stored().await, "{}");
+
+    // Sign in with a pasted bearer token, as the demo's token file holds it.
     browser
         .type_into(
             "#bearer-token",
@@ -605,4 +617,45 @@ async fn console_shows_hub_strings_as_text_and_runs_none_of_them() {
         browser.alert().await.is_none(),
         "a hub string ran as script"
     );
+}
+
+/// The real server (all of the API's layers) sends the console with its security headers,
+/// and the OpenAPI description of the API leaves the console out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_sends_the_console_with_its_security_headers() {
+    let server = common::TestServer::start();
+    let http = server.client();
+    for (path, content_type) in [
+        ("/console/", "text/html; charset=utf-8"),
+        ("/console/js/main.js", "text/javascript; charset=utf-8"),
+        ("/console/console.css", "text/css; charset=utf-8"),
+    ] {
+        let answer = http.get(server.url_of(path)).send().await.expect("GET");
+        assert_eq!(answer.status(), 200, "{path}");
+        let headers = answer.headers();
+        assert_eq!(headers["content-type"], content_type);
+        assert_eq!(
+            headers["content-security-policy"],
+            iothubgdr_console::CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(headers.get("set-cookie").is_none());
+    }
+    let missing = http
+        .get(server.url_of("/console/nothing.js"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), 404);
+    let document: Value = http
+        .get(server.url_of("/openapi.json"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(paths.keys().all(|path| !path.starts_with("/console")));
 }
