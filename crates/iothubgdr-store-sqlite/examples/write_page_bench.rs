@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use iothubgdr_store::{AssetUpsert, NewApp, NewImport, Store};
+use iothubgdr_store::{AssetUpsert, ImportLimits, NewApp, NewImport, Store};
 use iothubgdr_store_sqlite::SqliteStore;
 use serde_json::json;
 use uuid::Uuid;
@@ -29,18 +29,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .id;
     for round in ["insert", "update"] {
         let id = Uuid::new_v4();
+        let worker_id = Uuid::new_v4();
         store
-            .import_create(NewImport {
-                id,
-                tenant_id,
-                display_name: "bench".into(),
-                arc_home_location_identity: None,
-                hub_host: Some("bench.azure-devices.net".into()),
-                worker_id: Uuid::new_v4(),
-                failed_with: None,
-            })
+            .import_create(
+                NewImport {
+                    id,
+                    tenant_id,
+                    display_name: "bench".into(),
+                    arc_home_location_identity: None,
+                    hub_host: Some("bench.azure-devices.net".into()),
+                    worker_id,
+                    failed_with: None,
+                },
+                ImportLimits::UNLIMITED,
+            )
             .await?;
-        store.import_start(id).await?;
+        store.imports_claim(worker_id, 1, 1).await?;
         let started = Instant::now();
         for page in 0..pages {
             let assets: Vec<AssetUpsert> = (0..page_size)

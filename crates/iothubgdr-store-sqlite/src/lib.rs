@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use iothubgdr_store::{
-    App, Asset, AssetUpsert, AttributeFilter, Import, ImportOutcome, ImportStatus, Location,
-    LocationFilter, NewApp, NewAsset, NewImport, NewLocation, Page, PageRequest, PageWrite, Store,
-    StoreError, StoreResult, Tenant,
+    distinct_sorted, Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits,
+    ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset,
+    NewImport, NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -31,6 +31,13 @@ const ASSET_UPSERT_CHUNK: usize = 500;
 
 const UNFINISHED: &str = "('PENDING', 'INPROGRESS')";
 
+/// The database's clock in Unix milliseconds. Leases are computed with it, never with a
+/// process's clock.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+/// Ids per `IN (...)` list, far below SQLite's bound-variable limit.
+const ID_CHUNK: usize = 500;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The SQLite store. Cheap to clone (a connection pool).
@@ -44,7 +51,10 @@ impl SqliteStore {
     /// `sqlite:file.db`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|err| StoreError::Backend(format!("invalid SQLite database URL: {err}")))?
+            .map_err(|err| StoreError::Backend {
+                context: "invalid SQLite database URL".into(),
+                source: Some(Box::new(err)),
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -59,7 +69,10 @@ impl SqliteStore {
         MIGRATOR
             .run(&pool)
             .await
-            .map_err(|err| StoreError::Backend(format!("migration failed: {err}")))?;
+            .map_err(|err| StoreError::Backend {
+                context: "SQLite migration failed".into(),
+                source: Some(Box::new(err)),
+            })?;
         Ok(Self { pool })
     }
 
@@ -90,10 +103,10 @@ fn create_parent_dir(file: &Path) -> StoreResult<()> {
     if let Some(parent) = file.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
             std::fs::create_dir_all(parent).map_err(|err| {
-                StoreError::Backend(format!(
-                    "cannot create the database directory {}: {err}",
-                    parent.display()
-                ))
+                StoreError::Backend {
+                    context: format!("cannot create the database directory {}", parent.display()),
+                    source: Some(Box::new(err)),
+                }
             })?;
         }
     }
@@ -149,6 +162,19 @@ fn into_page<T>(mut items: Vec<T>, page: PageRequest, seq_of: impl Fn(&T) -> i64
     }
 }
 
+/// A broken uniqueness rule becomes a conflict naming `what`; anything else is sorted by
+/// [`backend`].
+fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
+        StoreError::Conflict {
+            what: what(),
+            source: Some(Box::new(err)),
+        }
+    } else {
+        backend(err)
+    }
+}
+
 fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
     let count: i64 = row.try_get(0).map_err(backend)?;
     Ok(u64::try_from(count).unwrap_or(0))
@@ -156,6 +182,10 @@ fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -213,12 +243,7 @@ impl Store for SqliteStore {
         .bind(millis(now))
         .execute(&mut *tx)
         .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(format!("app {}", app.client_id))
-            }
-            _ => backend(err),
-        })?;
+        .map_err(|err| unique_or_backend(err, || format!("app {}", app.client_id)))?;
         tx.commit().await.map_err(backend)?;
         Ok(App {
             client_id: app.client_id,
@@ -376,12 +401,39 @@ impl Store for SqliteStore {
         count_of(&row)
     }
 
-    async fn import_create(&self, new: NewImport) -> StoreResult<Import> {
+    async fn import_create(&self, new: NewImport, limits: ImportLimits) -> StoreResult<Admission> {
         let now = millis(OffsetDateTime::now_utc());
         let (status, finished_at) = match &new.failed_with {
             None => (ImportStatus::Pending, None),
             Some(_) => (ImportStatus::Failed, Some(now)),
         };
+        // BEGIN IMMEDIATE takes the write lock first: the counts and the insert are one
+        // decision even with several processes on the file.
+        let mut tx = self.begin_write().await?;
+        if status == ImportStatus::Pending {
+            let row = sqlx::query(&format!(
+                "SELECT COUNT(*), COALESCE(SUM(tenant_id = ?), 0) FROM imports \
+                 WHERE status IN {UNFINISHED}"
+            ))
+            .bind(new.tenant_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let total: i64 = row.try_get(0).map_err(backend)?;
+            let of_tenant: i64 = row.try_get(1).map_err(backend)?;
+            if of_tenant >= i64::from(limits.per_tenant) {
+                return Ok(Admission::Refused {
+                    scope: LimitScope::Tenant,
+                    limit: limits.per_tenant,
+                });
+            }
+            if total >= i64::from(limits.total) {
+                return Ok(Admission::Refused {
+                    scope: LimitScope::Total,
+                    limit: limits.total,
+                });
+            }
+        }
         let row = sqlx::query(
             "INSERT INTO imports (id, tenant_id, display_name, arc_home_location_identity, status, \
                error_message, hub_host, worker_id, accepted_at, finished_at) \
@@ -397,15 +449,12 @@ impl Store for SqliteStore {
         .bind(new.worker_id.to_string())
         .bind(now)
         .bind(finished_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(format!("import {}", new.id))
-            }
-            _ => backend(err),
-        })?;
-        import_from_row(&row)
+        .map_err(|err| unique_or_backend(err, || format!("import {}", new.id)))?;
+        let import = import_from_row(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Admission::Accepted(import))
     }
 
     async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>> {
@@ -476,15 +525,41 @@ impl Store for SqliteStore {
         row.as_ref().map(import_from_row).transpose()
     }
 
-    async fn import_start(&self, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE imports SET status = 'INPROGRESS' WHERE id = ? AND status = 'PENDING'",
+    async fn imports_claim(
+        &self,
+        worker_id: Uuid,
+        per_tenant: u32,
+        max: u32,
+    ) -> StoreResult<Vec<Uuid>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        // A pending import may start while its tenant's running imports plus its tenant's
+        // older pending ones (on any worker) stay under the limit: the tenant's queue is
+        // first come first served across processes.
+        let rows = sqlx::query(
+            "UPDATE imports SET status = 'INPROGRESS' WHERE id IN ( \
+               SELECT p.id FROM imports p \
+               WHERE p.worker_id = ? AND p.status = 'PENDING' \
+                 AND (SELECT COUNT(*) FROM imports r WHERE r.tenant_id = p.tenant_id \
+                        AND (r.status = 'INPROGRESS' OR (r.status = 'PENDING' AND r.seq < p.seq))) < ? \
+               ORDER BY p.seq LIMIT ?) \
+             RETURNING id, seq",
         )
-        .bind(id.to_string())
-        .execute(&self.pool)
+        .bind(worker_id.to_string())
+        .bind(i64::from(per_tenant))
+        .bind(i64::from(max))
+        .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        tx.commit().await.map_err(backend)?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>("seq").map_err(backend)?, rows::uuid_col(row, "id")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort();
+        Ok(claimed.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()> {
@@ -505,8 +580,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<PageWrite> {
         let now = millis(OffsetDateTime::now_utc());
         // Serialise before taking the write lock so the lock is held only for SQL work.
+        let assets = distinct_sorted(assets);
         let mut encoded = Vec::with_capacity(assets.len());
-        for asset in assets {
+        for asset in &assets {
             encoded.push((
                 asset.source_key.as_str(),
                 to_json_text(&asset.behaviours)?,
@@ -608,40 +684,63 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::status_col).transpose()
     }
 
-    async fn worker_heartbeat(&self, worker_id: Uuid) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO workers (id, last_seen) VALUES (?, ?) \
-             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-        )
+    async fn imports_done_among(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+        let mut done = Vec::new();
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT id FROM imports WHERE status NOT IN {UNFINISHED} AND id IN ("
+            ));
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            query.push(")");
+            let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+            for row in &rows {
+                done.push(rows::uuid_col(row, "id")?);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn worker_heartbeat(&self, worker_id: Uuid, lease: Duration) -> StoreResult<()> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        sqlx::query(&format!(
+            "INSERT INTO workers (id, last_seen, expires_at) VALUES (?, {NOW_MS}, {NOW_MS} + ?) \
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, \
+               expires_at = excluded.expires_at"
+        ))
         .bind(worker_id.to_string())
-        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(lease_ms)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
         Ok(())
     }
 
-    async fn imports_fail_orphaned(
-        &self,
-        stale_before: OffsetDateTime,
-        message: &str,
-    ) -> StoreResult<Vec<Uuid>> {
+    async fn imports_fail_orphaned(&self, message: &str) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "UPDATE imports SET status = 'FAILED', error_message = ?, finished_at = ? \
              WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR worker_id NOT IN \
-               (SELECT id FROM workers WHERE last_seen >= ?)) \
+               (SELECT id FROM workers WHERE expires_at >= {NOW_MS})) \
              RETURNING id"
         ))
         .bind(message)
         .bind(millis(OffsetDateTime::now_utc()))
-        .bind(millis(stale_before))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query(&format!("DELETE FROM workers WHERE expires_at < {NOW_MS}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         rows.iter().map(|row| rows::uuid_col(row, "id")).collect()
     }
 
-    async fn imports_fail_for_worker(&self, worker_id: Uuid, message: &str) -> StoreResult<u64> {
+    async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(&format!(
             "UPDATE imports SET status = 'FAILED', error_message = ?, finished_at = ? \
              WHERE worker_id = ? AND status IN {UNFINISHED}"
@@ -649,9 +748,15 @@ impl Store for SqliteStore {
         .bind(message)
         .bind(millis(OffsetDateTime::now_utc()))
         .bind(worker_id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(worker_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected())
     }
 }

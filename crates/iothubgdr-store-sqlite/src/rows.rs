@@ -11,8 +11,39 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// Sorts a driver error into the store's kinds: a busy or locked database, a lost
+/// connection or an exhausted pool may pass if tried again; anything else is a backend error.
 pub(crate) fn backend(err: sqlx::Error) -> StoreError {
-    StoreError::Backend(err.to_string())
+    let retryable = match &err {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    };
+    let context = match &err {
+        sqlx::Error::Database(_) => "SQLite refused a statement",
+        sqlx::Error::Io(_) => "SQLite file I/O failed",
+        sqlx::Error::PoolTimedOut => "no SQLite connection became free in time",
+        sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            "a row read from SQLite does not decode"
+        }
+        _ => "SQLite failed",
+    }
+    .to_owned();
+    if retryable {
+        StoreError::Retryable {
+            context,
+            source: Box::new(err),
+        }
+    } else {
+        StoreError::Backend {
+            context,
+            source: Some(Box::new(err)),
+        }
+    }
 }
 
 pub(crate) fn millis(at: OffsetDateTime) -> i64 {
@@ -21,24 +52,24 @@ pub(crate) fn millis(at: OffsetDateTime) -> i64 {
 
 pub(crate) fn from_millis(ms: i64) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|err| StoreError::Backend(format!("bad timestamp {ms} in the database: {err}")))
+        .map_err(|err| StoreError::backend(format!("bad timestamp {ms} in the database: {err}")))
 }
 
 pub(crate) fn to_json_text<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value)
-        .map_err(|err| StoreError::Backend(format!("cannot encode JSON: {err}")))
+        .map_err(|err| StoreError::backend(format!("cannot encode JSON: {err}")))
 }
 
 fn json_col<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> StoreResult<T> {
     let text: String = row.try_get(name).map_err(backend)?;
     serde_json::from_str(&text)
-        .map_err(|err| StoreError::Backend(format!("bad JSON in column {name}: {err}")))
+        .map_err(|err| StoreError::backend(format!("bad JSON in column {name}: {err}")))
 }
 
 pub(crate) fn uuid_col(row: &SqliteRow, name: &str) -> StoreResult<Uuid> {
     let text: String = row.try_get(name).map_err(backend)?;
     Uuid::parse_str(&text)
-        .map_err(|err| StoreError::Backend(format!("bad UUID in column {name}: {err}")))
+        .map_err(|err| StoreError::backend(format!("bad UUID in column {name}: {err}")))
 }
 
 fn time_col(row: &SqliteRow, name: &str) -> StoreResult<OffsetDateTime> {
@@ -48,13 +79,13 @@ fn time_col(row: &SqliteRow, name: &str) -> StoreResult<OffsetDateTime> {
 fn u64_col(row: &SqliteRow, name: &str) -> StoreResult<u64> {
     let value: i64 = row.try_get(name).map_err(backend)?;
     u64::try_from(value)
-        .map_err(|_| StoreError::Backend(format!("negative value in column {name}")))
+        .map_err(|_| StoreError::backend(format!("negative value in column {name}")))
 }
 
 pub(crate) fn status_col(row: &SqliteRow) -> StoreResult<ImportStatus> {
     let text: String = row.try_get("status").map_err(backend)?;
     ImportStatus::parse(&text)
-        .ok_or_else(|| StoreError::Backend(format!("unknown import status {text:?}")))
+        .ok_or_else(|| StoreError::backend(format!("unknown import status {text:?}")))
 }
 
 pub(crate) fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
@@ -113,7 +144,7 @@ pub(crate) fn import_from_row(row: &SqliteRow) -> StoreResult<Import> {
         worker_id: worker_id
             .map(|text| {
                 Uuid::parse_str(&text)
-                    .map_err(|err| StoreError::Backend(format!("bad worker UUID: {err}")))
+                    .map_err(|err| StoreError::backend(format!("bad worker UUID: {err}")))
             })
             .transpose()?,
         accepted_at: time_col(row, "accepted_at")?,

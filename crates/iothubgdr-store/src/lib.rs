@@ -9,6 +9,8 @@
 //! a page continues strictly below the last `seq` it returned, so rows inserted while a client
 //! pages never shift what it sees.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -17,15 +19,71 @@ use uuid::Uuid;
 /// A string-keyed attribute map, as the Archivist stores asset and location attributes.
 pub type Attributes = Map<String, Value>;
 
+/// The source of a [`StoreError`]: the driver's own error, kept for logs and for deciding
+/// what kind of failure it was.
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed. Every kind keeps the driver's error as its `source()`; the
+/// `Display` text is ours and never holds a secret (no secret is ever passed to the store).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (for example an app's client id already exists).
-    #[error("already exists: {0}")]
-    Conflict(String),
-    /// The database could not be reached or answered with an error. The text is the
-    /// backend's and never holds a secret (no secret is ever passed to the store).
-    #[error("database error: {0}")]
-    Backend(String),
+    #[error("already exists: {what}")]
+    Conflict {
+        what: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// A failure that the same call may not meet again: a deadlock, a serialization
+    /// failure, a lost connection, a failover, a database that is busy. Nothing was
+    /// committed; the caller may try again.
+    #[error("the database asked to try again ({context})")]
+    Retryable {
+        context: String,
+        #[source]
+        source: ErrorSource,
+    },
+    /// Any other failure of the database, or data in it that does not decode.
+    #[error("database error ({context})")]
+    Backend {
+        context: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+}
+
+impl StoreError {
+    /// A failure with no driver error behind it (bad data read back, a bad URL).
+    pub fn backend(context: impl Into<String>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    pub fn conflict(what: impl Into<String>) -> Self {
+        Self::Conflict {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// Is the same call worth trying again?
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
+    }
+
+    /// The error and every source below it, joined by `: `, for logs.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -206,6 +264,40 @@ pub struct NewImport {
     pub failed_with: Option<String>,
 }
 
+/// Bounds on imports that are waiting or running (pending or in progress), checked when an
+/// import is accepted. Counted in the database, so every replica on it shares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Unfinished imports one tenant may have.
+    pub per_tenant: u32,
+    /// Unfinished imports all tenants together may have.
+    pub total: u32,
+}
+
+impl ImportLimits {
+    /// No bound (tools and tests).
+    pub const UNLIMITED: Self = Self {
+        per_tenant: u32::MAX,
+        total: u32::MAX,
+    };
+}
+
+/// Which bound refused an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    Tenant,
+    Total,
+}
+
+/// What [`Store::import_create`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Recorded (pending, or failed at once).
+    Accepted(Import),
+    /// Not recorded: `scope` already has `limit` unfinished imports.
+    Refused { scope: LimitScope, limit: u32 },
+}
+
 /// How an import that ran ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImportOutcome {
@@ -226,6 +318,9 @@ pub enum PageWrite {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite`, `postgres`), for `/readyz` and logs.
+    fn backend_name(&self) -> &'static str;
+
     /// Is the database reachable? Backs `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -269,7 +364,11 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- imports ------------------------------------------------------------------------
 
-    async fn import_create(&self, new: NewImport) -> StoreResult<Import>;
+    /// Records an import. A pending one (`failed_with: None`) is accepted only while its
+    /// tenant and the whole database are under `limits`, decided atomically, so replicas
+    /// racing for the last slot cannot both win. An import failed at once is always
+    /// recorded (it is done, so it counts against nothing).
+    async fn import_create(&self, new: NewImport, limits: ImportLimits) -> StoreResult<Admission>;
     /// A tenant's import; deleted imports are not found.
     async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>>;
     async fn import_list(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Page<Import>>;
@@ -277,14 +376,30 @@ pub trait Store: Send + Sync + 'static {
     /// Hides the import from GET and lists. A running job keeps running and writing.
     async fn import_delete(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<bool>;
     /// Pending or in progress → cancelled (done, finished now). An import that is already
-    /// done is returned unchanged. `None`: no such import for this tenant.
+    /// done is returned unchanged. `None`: no such import for this tenant (another
+    /// tenant's import is never changed).
     async fn import_cancel(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>>;
-    /// Pending → in progress. `false` when it was no longer pending (cancelled meanwhile).
-    async fn import_start(&self, id: Uuid) -> StoreResult<bool>;
+    /// Starts (pending → in progress) up to `max` of `worker_id`'s pending imports, oldest
+    /// first, and returns their ids. A pending import starts only while its tenant's in
+    /// progress imports plus its tenant's older pending imports — on every worker — are
+    /// fewer than `per_tenant`: the limit is counted in the database, and a tenant's
+    /// imports start in the order they were accepted whichever replica holds them. An
+    /// import that cannot start stays pending for a later claim. Claims are serialised in
+    /// the database, so two replicas never both take the last slot.
+    async fn imports_claim(&self, worker_id: Uuid, per_tenant: u32, max: u32)
+        -> StoreResult<Vec<Uuid>>;
     /// Records the hub's device count on an import (the engine's progress total).
     async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()>;
-    /// Upserts the page's assets (by `(tenant, source_key)`) and adds `assets.len()` to
-    /// `number_assets_imported`, in one transaction, only while the import is in progress.
+    /// Upserts a page of assets (by `(tenant, source_key)`) and adds the number of distinct
+    /// keys written to `number_assets_imported`, in one transaction, only while the import
+    /// is in progress.
+    ///
+    /// Input contract: `assets` may hold the same `source_key` more than once (a hub can
+    /// list a device twice); the store keeps the last occurrence of each key. The store
+    /// writes keys in ascending byte order, so two writers importing the same hub at once
+    /// lock rows in the same order and cannot deadlock each other. An empty page only
+    /// checks that the import is still in progress. A [`StoreError::Retryable`] means
+    /// nothing was written and the same call may be repeated.
     async fn import_write_page(
         &self,
         id: Uuid,
@@ -294,22 +409,74 @@ pub trait Store: Send + Sync + 'static {
     /// Pending or in progress → the outcome (done, finished now). Returns the import as it
     /// then is, also when it was already done (then nothing changes).
     async fn import_finish(&self, id: Uuid, outcome: ImportOutcome) -> StoreResult<Option<Import>>;
-    /// The status of an import by id, whatever its tenant and whether deleted; the engine
-    /// polls it to notice a cancel made through another process.
+    /// The status of an import by id, whatever its tenant and whether deleted.
     async fn import_status(&self, id: Uuid) -> StoreResult<Option<ImportStatus>>;
+    /// Which of `ids` are done (cancelled through any replica, failed by a reaper): one
+    /// query per engine tick tells a replica which of its jobs to stop.
+    async fn imports_done_among(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
 
     // ---- workers (processes that run imports) -------------------------------------------
 
-    /// Records that worker `worker_id` is alive now.
-    async fn worker_heartbeat(&self, worker_id: Uuid) -> StoreResult<()>;
-    /// Fails every unfinished import whose worker has not sent a heartbeat since
-    /// `stale_before` (or never did), with `message`. Returns the ids it failed. The secret
-    /// of such an import died with its process, so it can never resume.
-    async fn imports_fail_orphaned(
-        &self,
-        stale_before: OffsetDateTime,
-        message: &str,
-    ) -> StoreResult<Vec<Uuid>>;
-    /// Fails every unfinished import of one worker (a process shutting down).
-    async fn imports_fail_for_worker(&self, worker_id: Uuid, message: &str) -> StoreResult<u64>;
+    /// Records that worker `worker_id` is alive and holds its lease for `lease` from now,
+    /// "now" being the database's clock, so replicas with skewed clocks or different
+    /// `--import-lease` flags agree on when a lease ends.
+    async fn worker_heartbeat(&self, worker_id: Uuid, lease: Duration) -> StoreResult<()>;
+    /// Fails, with `message`, every unfinished import whose worker's lease has ended by
+    /// the database's clock (or that has no worker row), and removes the expired worker
+    /// rows. Returns the ids it failed. The secret of such an import died with its
+    /// process, so it can never resume.
+    async fn imports_fail_orphaned(&self, message: &str) -> StoreResult<Vec<Uuid>>;
+    /// A worker leaving: fails its unfinished imports with `message` and removes its row,
+    /// in one transaction. Returns how many imports it failed.
+    async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64>;
+}
+
+/// The page a backend writes for [`Store::import_write_page`]: one entry per `source_key`
+/// (the last occurrence wins), in ascending key order. Shared so every backend keeps the
+/// same input contract.
+pub fn distinct_sorted(assets: &[AssetUpsert]) -> Vec<&AssetUpsert> {
+    let mut by_key: std::collections::BTreeMap<&str, &AssetUpsert> =
+        std::collections::BTreeMap::new();
+    for asset in assets {
+        by_key.insert(asset.source_key.as_str(), asset);
+    }
+    by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upsert(key: &str, n: i64) -> AssetUpsert {
+        let mut attributes = Attributes::new();
+        attributes.insert("n".into(), n.into());
+        AssetUpsert {
+            source_key: key.into(),
+            behaviours: vec![],
+            attributes,
+        }
+    }
+
+    #[test]
+    fn a_page_is_deduplicated_last_wins_and_sorted() {
+        let page = [upsert("b", 1), upsert("a", 2), upsert("b", 3), upsert("c", 4)];
+        let written: Vec<(&str, i64)> = distinct_sorted(&page)
+            .into_iter()
+            .map(|a| (a.source_key.as_str(), a.attributes["n"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(written, [("a", 2), ("b", 3), ("c", 4)]);
+    }
+
+    #[test]
+    fn detail_names_every_source() {
+        let err = StoreError::Retryable {
+            context: "page write".into(),
+            source: Box::new(std::io::Error::other("deadlock detected")),
+        };
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.detail(),
+            "the database asked to try again (page write): deadlock detected"
+        );
+    }
 }

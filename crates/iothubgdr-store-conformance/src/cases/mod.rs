@@ -1,0 +1,12 @@
+//! Every case of the suite. Each takes a fresh [`TestDatabase`](crate::TestDatabase) and
+//! panics on a broken rule.
+
+mod imports;
+mod replicas;
+mod resources;
+mod workers;
+
+pub use imports::*;
+pub use replicas::*;
+pub use resources::*;
+pub use workers::*;

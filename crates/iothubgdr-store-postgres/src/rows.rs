@@ -1,0 +1,157 @@
+//! Mapping between PostgreSQL rows and the store's records, and driver errors to store
+//! errors. Every value read back is checked: a corrupt row becomes a `StoreError`.
+
+use iothubgdr_store::{
+    App, Asset, Attributes, Import, ImportStatus, Location, StoreError, StoreResult, Tenant,
+};
+use serde::de::DeserializeOwned;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// SQLSTATEs worth another try: the same statement may well pass next time and nothing
+/// was committed.
+fn retryable_state(code: &str) -> bool {
+    matches!(
+        code,
+        // serialization_failure, deadlock_detected
+        "40001" | "40P01"
+        // admin_shutdown, crash_shutdown, cannot_connect_now (a restart or failover)
+        | "57P01" | "57P02" | "57P03"
+        // too_many_connections, read_only_sql_transaction (a standby after a failover)
+        | "53300" | "25006"
+    ) || code.starts_with("08") // connection exceptions
+}
+
+/// Sorts a driver error into the store's kinds, keeping it as the source.
+pub(crate) fn backend(err: sqlx::Error) -> StoreError {
+    let (retryable, context) = match &err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            (
+                retryable_state(&code),
+                format!("PostgreSQL refused a statement (SQLSTATE {code})"),
+            )
+        }
+        sqlx::Error::Io(_) => (true, "the PostgreSQL connection failed".to_owned()),
+        sqlx::Error::PoolTimedOut => (
+            true,
+            "no PostgreSQL connection became free in time".to_owned(),
+        ),
+        sqlx::Error::PoolClosed => (false, "the PostgreSQL pool is closed".to_owned()),
+        sqlx::Error::Tls(_) => (true, "the PostgreSQL TLS session failed".to_owned()),
+        sqlx::Error::Protocol(_) => (true, "PostgreSQL broke its protocol".to_owned()),
+        sqlx::Error::RowNotFound
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_) => (false, "a row read from PostgreSQL does not decode".to_owned()),
+        _ => (false, "PostgreSQL failed".to_owned()),
+    };
+    if retryable {
+        StoreError::Retryable {
+            context,
+            source: Box::new(err),
+        }
+    } else {
+        StoreError::Backend {
+            context,
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+/// A broken uniqueness rule becomes a conflict naming `what`.
+pub(crate) fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
+        StoreError::Conflict {
+            what: what(),
+            source: Some(Box::new(err)),
+        }
+    } else {
+        backend(err)
+    }
+}
+
+pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend {
+        context: "cannot encode JSON".into(),
+        source: Some(Box::new(err)),
+    })
+}
+
+fn json_col<T: DeserializeOwned>(row: &PgRow, name: &str) -> StoreResult<T> {
+    let value: serde_json::Value = row.try_get(name).map_err(backend)?;
+    serde_json::from_value(value).map_err(|err| StoreError::Backend {
+        context: format!("bad JSON in column {name}"),
+        source: Some(Box::new(err)),
+    })
+}
+
+fn u64_col(row: &PgRow, name: &str) -> StoreResult<u64> {
+    let value: i64 = row.try_get(name).map_err(backend)?;
+    u64::try_from(value).map_err(|_| StoreError::backend(format!("negative value in column {name}")))
+}
+
+pub(crate) fn status_col(row: &PgRow) -> StoreResult<ImportStatus> {
+    let text: String = row.try_get("status").map_err(backend)?;
+    ImportStatus::parse(&text)
+        .ok_or_else(|| StoreError::backend(format!("unknown import status {text:?}")))
+}
+
+pub(crate) fn app_from_row(row: &PgRow) -> StoreResult<App> {
+    Ok(App {
+        client_id: row.try_get("client_id").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        tenant: Tenant {
+            id: row.try_get("tenant_id").map_err(backend)?,
+            name: row.try_get("tenant_name").map_err(backend)?,
+        },
+        secret_hash: row.try_get("secret_hash").map_err(backend)?,
+        created_at: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+pub(crate) fn location_from_row(row: &PgRow) -> StoreResult<Location> {
+    Ok(Location {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        latitude: row.try_get("latitude").map_err(backend)?,
+        longitude: row.try_get("longitude").map_err(backend)?,
+        attributes: json_col::<Attributes>(row, "attributes")?,
+        created_at: row.try_get("created_at").map_err(backend)?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
+
+pub(crate) fn asset_from_row(row: &PgRow) -> StoreResult<Asset> {
+    Ok(Asset {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        behaviours: json_col(row, "behaviours")?,
+        attributes: json_col::<Attributes>(row, "attributes")?,
+        at_time: row.try_get("at_time").map_err(backend)?,
+        created_at: row.try_get("created_at").map_err(backend)?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
+
+pub(crate) fn import_from_row(row: &PgRow) -> StoreResult<Import> {
+    let total: Option<i64> = row.try_get("number_devices_total").map_err(backend)?;
+    Ok(Import {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        arc_home_location_identity: row.try_get("arc_home_location_identity").map_err(backend)?,
+        status: status_col(row)?,
+        error_message: row.try_get("error_message").map_err(backend)?,
+        number_assets_imported: u64_col(row, "number_assets_imported")?,
+        number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
+        hub_host: row.try_get("hub_host").map_err(backend)?,
+        worker_id: row.try_get::<Option<Uuid>, _>("worker_id").map_err(backend)?,
+        accepted_at: row.try_get("accepted_at").map_err(backend)?,
+        finished_at: row.try_get("finished_at").map_err(backend)?,
+        seq: row.try_get("seq").map_err(backend)?,
+    })
+}
