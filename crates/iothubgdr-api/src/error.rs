@@ -136,10 +136,12 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(what) => Self::already_exists(format!("{what} already exists")),
-            StoreError::Backend(cause) => {
+            StoreError::Conflict { what, .. } => {
+                Self::already_exists(format!("{what} already exists"))
+            }
+            err => {
                 // The cause is logged, not answered: it may describe the database layout.
-                tracing::error!(error = %cause, "storage failure");
+                tracing::error!(error = %err.detail(), "storage failure");
                 Self {
                     retry_after: Some(1),
                     ..Self::unavailable("the database is not available, retry later")

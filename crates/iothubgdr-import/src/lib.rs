@@ -1,14 +1,20 @@
 //! The import engine of iothubgdr: reads every device twin of an Azure IoT Hub, page by
 //! page, and writes each device as an asset of the importing tenant.
 //!
-//! - [`Engine`] runs imports as jobs in a bounded pool with a per-tenant limit.
-//! - [`mapping`] decides what an imported asset looks like.
+//! - [`Engine`] (engine.rs) accepts, cancels and shuts down imports.
+//! - schedule.rs claims pending imports under limits counted in the database.
+//! - pipeline/ runs one job: reader (hub pages), [`mapping`] (twin → asset), writer.
+//! - housekeeping.rs keeps the lease, reaps stopped replicas, notices remote cancels.
 //! - Figures for `/metrics` are registered in the registry given to [`Engine::new`].
 
 mod engine;
+mod housekeeping;
 pub mod mapping;
 mod metrics;
+mod pipeline;
+mod schedule;
 
 pub use engine::{
     Engine, EngineConfig, ImportRequest, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
 };
+pub use iothubgdr_store::LimitScope;

@@ -1,46 +1,121 @@
-//! The engine against the real SQLite store and the real IoT Hub emulator. The HTTP-level
-//! end-to-end tests live in crates/iothubgdr/tests; these pin the engine's own rules:
-//! scheduling, exactly-once assets, shutdown and reaping.
+//! The engine against the real stores and the real IoT Hub emulator, on every backend:
+//! each case runs on a SQLite file and on a PostgreSQL database (when
+//! IOTHUBGDR_TEST_POSTGRES_URL names a server; otherwise it says it was skipped). The
+//! HTTP-level end-to-end tests live in crates/iothubgdr/tests; these pin the engine's own
+//! rules: scheduling and limits across engines, exactly-once assets, cancel through
+//! another engine, leases, shutdown and reaping.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, RunningEmulator};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest, MSG_INVALID_SECRET, MSG_RESTARTED};
-use iothubgdr_store::{
-    AttributeFilter, Import, ImportStatus, NewApp, NewImport, PageRequest, Store,
+use iothubgdr_import::{
+    Engine, EngineConfig, ImportRequest, LimitScope, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
 };
-use iothubgdr_store_sqlite::SqliteStore;
+use iothubgdr_store::{
+    AttributeFilter, Import, ImportLimits, ImportStatus, NewApp, PageRequest, Store,
+};
+use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    emulator: RunningEmulator,
-}
-
-async fn fixture(devices: u64, faults: Faults) -> Fixture {
+async fn sqlite_database() -> Option<TestDatabase> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await.expect("store"));
-    let emulator = iothub_emulator::start(EmulatorConfig {
+    let open_url = url.clone();
+    Some(TestDatabase::new("sqlite", url, dir, move || {
+        let url = open_url.clone();
+        async move {
+            let store = iothubgdr_store_sqlite::SqliteStore::connect(&url)
+                .await
+                .expect("store");
+            Arc::new(store) as Arc<dyn Store>
+        }
+    }))
+}
+
+async fn postgres_database() -> Option<TestDatabase> {
+    let server = postgres_server_url("engine test on PostgreSQL")?;
+    let url = iothubgdr_store_postgres::testing::fresh_database(&server)
+        .await
+        .expect("test database");
+    let open_url = url.clone();
+    Some(TestDatabase::new("postgres", url, (), move || {
+        let url = open_url.clone();
+        async move {
+            let options = iothubgdr_store_postgres::PostgresOptions {
+                pool_size: 4,
+                ..Default::default()
+            };
+            let store = iothubgdr_store_postgres::PostgresStore::connect(&url, options)
+                .await
+                .expect("store");
+            Arc::new(store) as Arc<dyn Store>
+        }
+    }))
+}
+
+/// One `#[tokio::test]` per case and backend.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(db) = super::sqlite_database().await {
+                        super::$case(db).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(db) = super::postgres_database().await {
+                        super::$case(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    concurrent_imports_of_one_hub_leave_one_asset_per_device,
+    per_tenant_limit_keeps_later_imports_pending_first_come_first_served,
+    invalid_secret_is_failed_at_once_and_never_stored,
+    shutdown_fails_running_and_queued_imports_with_the_restart_message,
+    a_new_engine_fails_imports_left_by_a_silent_worker,
+    two_engines_share_the_tenant_limit_and_its_order,
+    a_cancel_through_another_engine_stops_the_job,
+    two_engines_importing_one_hub_leave_one_asset_per_device,
+    the_queue_bound_refuses_and_records_nothing,
+    a_long_import_outlives_many_leases,
+);
+
+async fn emulator(devices: u64, faults: Faults) -> RunningEmulator {
+    iothub_emulator::start(EmulatorConfig {
         devices,
         faults,
         ..EmulatorConfig::default()
     })
     .await
-    .expect("emulator");
-    Fixture {
-        _dir: dir,
-        store,
-        emulator,
+    .expect("emulator")
+}
+
+fn slow(latency_ms: u64) -> Faults {
+    Faults {
+        latency: Duration::from_millis(latency_ms),
+        ..Faults::default()
     }
 }
 
 fn config(emulator: &RunningEmulator, per_tenant: usize) -> EngineConfig {
     EngineConfig {
+        worker_id: Uuid::new_v4(),
         per_tenant,
         client: ClientOptions {
             extra_root_ca_pem: Some(emulator.ca_cert_pem().into_bytes()),
@@ -54,15 +129,15 @@ fn config(emulator: &RunningEmulator, per_tenant: usize) -> EngineConfig {
     }
 }
 
-async fn engine(f: &Fixture, per_tenant: usize) -> Engine {
+async fn engine_with(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
     let mut registry = prometheus_client::registry::Registry::default();
-    let engine = Engine::new(
-        f.store.clone(),
-        config(&f.emulator, per_tenant),
-        &mut registry,
-    );
+    let engine = Engine::new(store, config, &mut registry);
     engine.start().await.expect("start");
     engine
+}
+
+async fn engine(db: &TestDatabase, emulator: &RunningEmulator, per_tenant: usize) -> Engine {
+    engine_with(db.open().await, config(emulator, per_tenant)).await
 }
 
 fn request(secret: String) -> ImportRequest {
@@ -74,7 +149,7 @@ fn request(secret: String) -> ImportRequest {
 }
 
 async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
-    for _ in 0..600 {
+    for _ in 0..1200 {
         let import = store
             .import_get(tenant, id)
             .await
@@ -85,7 +160,7 @@ async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("import {id} did not finish in 30 s");
+    panic!("import {id} did not finish in 60 s");
 }
 
 /// A real tenant (imports and assets belong to one), made the way `apps create` makes it.
@@ -111,92 +186,85 @@ async fn asset_count(store: &Arc<dyn Store>, tenant: Uuid) -> u64 {
         .expect("count")
 }
 
-#[tokio::test]
-async fn concurrent_imports_of_one_hub_leave_one_asset_per_device() {
-    let f = fixture(1_000, Faults::default()).await;
-    let engine = engine(&f, 2).await;
-    let tenant = new_tenant(&f.store).await;
+async fn imports_of(store: &Arc<dyn Store>, tenant: Uuid) -> Vec<Import> {
+    store
+        .import_list(
+            tenant,
+            PageRequest {
+                page_size: 100,
+                before_seq: None,
+            },
+        )
+        .await
+        .expect("list")
+        .items
+}
+
+async fn concurrent_imports_of_one_hub_leave_one_asset_per_device(db: TestDatabase) {
+    let hub = emulator(1_000, Faults::default()).await;
+    let engine = engine(&db, &hub, 2).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
     let a = engine
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
         .expect("submit a");
     let b = engine
-        .submit(tenant, request(f.emulator.eventhub_connection_string()))
+        .submit(tenant, request(hub.eventhub_connection_string()))
         .await
         .expect("submit b");
-    let a = wait_done(&f.store, tenant, a.id).await;
-    let b = wait_done(&f.store, tenant, b.id).await;
+    let a = wait_done(&store, tenant, a.id).await;
+    let b = wait_done(&store, tenant, b.id).await;
     assert_eq!(a.status, ImportStatus::Finished, "{a:?}");
     assert_eq!(b.status, ImportStatus::Finished, "{b:?}");
     assert_eq!(a.number_assets_imported, 1_000);
     assert_eq!(b.number_assets_imported, 1_000);
     assert_eq!(a.number_devices_total, Some(1_000));
-    assert_eq!(asset_count(&f.store, tenant).await, 1_000);
+    assert_eq!(asset_count(&store, tenant).await, 1_000);
     // Another tenant importing the same hub gets assets of its own.
-    let other = new_tenant(&f.store).await;
+    let other = new_tenant(&store).await;
     let c = engine
-        .submit(other, request(f.emulator.iothub_connection_string()))
+        .submit(other, request(hub.iothub_connection_string()))
         .await
         .expect("submit c");
     assert_eq!(
-        wait_done(&f.store, other, c.id)
-            .await
-            .number_assets_imported,
+        wait_done(&store, other, c.id).await.number_assets_imported,
         1_000
     );
-    assert_eq!(asset_count(&f.store, other).await, 1_000);
-    assert_eq!(asset_count(&f.store, tenant).await, 1_000);
+    assert_eq!(asset_count(&store, other).await, 1_000);
+    assert_eq!(asset_count(&store, tenant).await, 1_000);
 }
 
-#[tokio::test]
-async fn per_tenant_limit_keeps_later_imports_pending_first_come_first_served() {
-    let f = fixture(
-        300,
-        Faults {
-            latency: Duration::from_millis(40),
-            ..Faults::default()
-        },
-    )
-    .await;
-    let engine = engine(&f, 1).await;
-    let tenant = new_tenant(&f.store).await;
+async fn per_tenant_limit_keeps_later_imports_pending_first_come_first_served(db: TestDatabase) {
+    let hub = emulator(300, slow(40)).await;
+    let engine = engine(&db, &hub, 1).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let import = engine
-            .submit(tenant, request(f.emulator.iothub_connection_string()))
+            .submit(tenant, request(hub.iothub_connection_string()))
             .await
             .expect("submit");
         assert_eq!(import.status, ImportStatus::Pending);
         ids.push(import.id);
     }
     // A tenant at its limit does not hold up another tenant.
-    let other = new_tenant(&f.store).await;
+    let other = new_tenant(&store).await;
     let other_import = engine
-        .submit(other, request(f.emulator.iothub_connection_string()))
+        .submit(other, request(hub.iothub_connection_string()))
         .await
         .expect("submit other");
     let mut max_running = 0;
     loop {
         // One query, so the statuses are one consistent snapshot.
-        let page = f
-            .store
-            .import_list(
-                tenant,
-                PageRequest {
-                    page_size: 10,
-                    before_seq: None,
-                },
-            )
-            .await
-            .expect("list");
-        let running = page
-            .items
+        let imports = imports_of(&store, tenant).await;
+        let running = imports
             .iter()
             .filter(|import| import.status == ImportStatus::InProgress)
             .count();
-        let all_done = page.items.iter().all(|import| import.status.is_done());
         max_running = max_running.max(running);
-        if all_done {
+        if imports.iter().all(|import| import.status.is_done()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -207,7 +275,7 @@ async fn per_tenant_limit_keeps_later_imports_pending_first_come_first_served() 
     );
     let mut finished = Vec::new();
     for id in &ids {
-        let import = wait_done(&f.store, tenant, *id).await;
+        let import = wait_done(&store, tenant, *id).await;
         assert_eq!(import.status, ImportStatus::Finished);
         assert_eq!(import.number_assets_imported, 300);
         finished.push(import.finished_at.expect("finished_at"));
@@ -216,15 +284,15 @@ async fn per_tenant_limit_keeps_later_imports_pending_first_come_first_served() 
         finished.windows(2).all(|w| w[0] <= w[1]),
         "not first come first served: {finished:?}"
     );
-    let other_import = wait_done(&f.store, other, other_import.id).await;
+    let other_import = wait_done(&store, other, other_import.id).await;
     assert!(other_import.finished_at.expect("finished") <= finished[2]);
 }
 
-#[tokio::test]
-async fn invalid_secret_is_failed_at_once_and_never_stored() {
-    let f = fixture(0, Faults::default()).await;
-    let engine = engine(&f, 2).await;
-    let tenant = new_tenant(&f.store).await;
+async fn invalid_secret_is_failed_at_once_and_never_stored(db: TestDatabase) {
+    let hub = emulator(0, Faults::default()).await;
+    let engine = engine(&db, &hub, 2).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
     let secret = "HostName=x.azure-devices.net;SharedAccessKeyName=p;SharedAccessKey=not base64!";
     let import = engine
         .submit(tenant, request(secret.into()))
@@ -233,31 +301,24 @@ async fn invalid_secret_is_failed_at_once_and_never_stored() {
     assert_eq!(import.status, ImportStatus::Failed);
     assert_eq!(import.error_message.as_deref(), Some(MSG_INVALID_SECRET));
     assert!(import.finished_at.is_some());
+    assert_eq!(import.hub_host, None);
 }
 
-#[tokio::test]
-async fn shutdown_fails_running_and_queued_imports_with_the_restart_message() {
-    let f = fixture(
-        2_000,
-        Faults {
-            latency: Duration::from_millis(100),
-            ..Faults::default()
-        },
-    )
-    .await;
-    let engine = engine(&f, 1).await;
-    let tenant = new_tenant(&f.store).await;
+async fn shutdown_fails_running_and_queued_imports_with_the_restart_message(db: TestDatabase) {
+    let hub = emulator(2_000, slow(100)).await;
+    let engine = engine(&db, &hub, 1).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
     let running = engine
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
         .expect("submit");
     let queued = engine
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
         .expect("submit");
     for _ in 0..100 {
-        let import = f
-            .store
+        let import = store
             .import_get(tenant, running.id)
             .await
             .expect("get")
@@ -269,8 +330,7 @@ async fn shutdown_fails_running_and_queued_imports_with_the_restart_message() {
     }
     engine.shutdown().await;
     for id in [running.id, queued.id] {
-        let import = f
-            .store
+        let import = store
             .import_get(tenant, id)
             .await
             .expect("get")
@@ -278,8 +338,7 @@ async fn shutdown_fails_running_and_queued_imports_with_the_restart_message() {
         assert_eq!(import.status, ImportStatus::Failed, "{import:?}");
         assert_eq!(import.error_message.as_deref(), Some(MSG_RESTARTED));
     }
-    let running = f
-        .store
+    let running = store
         .import_get(tenant, running.id)
         .await
         .expect("get")
@@ -287,51 +346,287 @@ async fn shutdown_fails_running_and_queued_imports_with_the_restart_message() {
     assert!(running.number_assets_imported < 2_000);
     assert_eq!(
         running.number_assets_imported,
-        asset_count(&f.store, tenant).await
+        asset_count(&store, tenant).await
     );
-    assert!(engine
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
-        .await
-        .is_err());
+    assert!(matches!(
+        engine
+            .submit(tenant, request(hub.iothub_connection_string()))
+            .await,
+        Err(SubmitError::ShuttingDown)
+    ));
 }
 
-#[tokio::test]
-async fn a_new_engine_fails_imports_left_by_a_silent_worker() {
-    let f = fixture(0, Faults::default()).await;
-    let tenant = new_tenant(&f.store).await;
-    let gone_worker = Uuid::new_v4();
-    let orphan = f
-        .store
-        .import_create(NewImport {
-            id: Uuid::new_v4(),
-            tenant_id: tenant,
-            display_name: "left behind".into(),
-            arc_home_location_identity: None,
-            hub_host: Some("h.azure-devices.net".into()),
-            worker_id: gone_worker,
-            failed_with: None,
-        })
+async fn a_new_engine_fails_imports_left_by_a_silent_worker(db: TestDatabase) {
+    let hub = emulator(0, Faults::default()).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    // One worker never held a lease; another's lease ran out by the database's clock.
+    let never_seen = Uuid::new_v4();
+    let expired = Uuid::new_v4();
+    store
+        .worker_heartbeat(expired, Duration::from_millis(1))
         .await
-        .expect("create");
-    let _engine = engine(&f, 2).await;
-    let import = f
-        .store
-        .import_get(tenant, orphan.id)
+        .expect("heartbeat");
+    let mut orphans = Vec::new();
+    for worker_id in [never_seen, expired] {
+        let admission = store
+            .import_create(
+                iothubgdr_store::NewImport {
+                    id: Uuid::new_v4(),
+                    tenant_id: tenant,
+                    display_name: "left behind".into(),
+                    arc_home_location_identity: None,
+                    hub_host: Some("h.azure-devices.net".into()),
+                    worker_id,
+                    failed_with: None,
+                },
+                ImportLimits::UNLIMITED,
+            )
+            .await
+            .expect("create");
+        let iothubgdr_store::Admission::Accepted(import) = admission else {
+            panic!("refused")
+        };
+        orphans.push(import.id);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _engine = engine(&db, &hub, 2).await;
+    for id in orphans {
+        let import = store
+            .import_get(tenant, id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(import.status, ImportStatus::Failed);
+        assert_eq!(import.error_message.as_deref(), Some(MSG_RESTARTED));
+    }
+    assert_eq!(imports_of(&store, tenant).await.len(), 2);
+}
+
+async fn two_engines_share_the_tenant_limit_and_its_order(db: TestDatabase) {
+    let hub = emulator(300, slow(40)).await;
+    let a = engine(&db, &hub, 2).await;
+    let b = engine(&db, &hub, 2).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let engine = if n % 2 == 0 { &a } else { &b };
+        let import = engine
+            .submit(tenant, request(hub.iothub_connection_string()))
+            .await
+            .expect("submit");
+        ids.push(import.id);
+    }
+    let mut max_running = 0;
+    let mut started_order = Vec::new();
+    loop {
+        let imports = imports_of(&store, tenant).await;
+        let running: Vec<Uuid> = imports
+            .iter()
+            .filter(|import| import.status == ImportStatus::InProgress)
+            .map(|import| import.id)
+            .collect();
+        max_running = max_running.max(running.len());
+        for id in imports
+            .iter()
+            .filter(|import| import.status != ImportStatus::Pending)
+            .map(|import| import.id)
+        {
+            if !started_order.contains(&id) {
+                started_order.push(id);
+            }
+        }
+        if imports.iter().all(|import| import.status.is_done()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(max_running, 2, "the limit is counted over both engines");
+    for id in &ids {
+        let import = wait_done(&store, tenant, *id).await;
+        assert_eq!(import.status, ImportStatus::Finished, "{import:?}");
+        assert_eq!(import.number_assets_imported, 300);
+    }
+    // Started in the order accepted, whichever engine held them: with two running at
+    // most, import n starts only after import n - 2 (neighbours may swap within one poll
+    // of this loop).
+    let position = |id: &Uuid| started_order.iter().position(|s| s == id).unwrap();
+    for (n, id) in ids.iter().enumerate().skip(2) {
+        assert!(
+            position(id) > position(&ids[n - 2]),
+            "import {n} started before older ones: {started_order:?} vs {ids:?}"
+        );
+    }
+}
+
+async fn a_cancel_through_another_engine_stops_the_job(db: TestDatabase) {
+    let hub = emulator(5_000, slow(50)).await;
+    let owner = engine(&db, &hub, 2).await;
+    let other = engine(&db, &hub, 2).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    let import = owner
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!(import.status, ImportStatus::Failed);
-    assert_eq!(import.error_message.as_deref(), Some(MSG_RESTARTED));
-    let page = f
-        .store
-        .import_list(
-            tenant,
-            PageRequest {
-                page_size: 10,
-                before_seq: None,
-            },
-        )
+        .expect("submit");
+    loop {
+        let now = store.import_get(tenant, import.id).await.unwrap().unwrap();
+        if now.number_assets_imported > 0 {
+            break;
+        }
+        assert!(!now.status.is_done(), "{now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled_at = Instant::now();
+    let cancelled = other
+        .cancel(tenant, import.id)
         .await
-        .expect("list");
-    assert_eq!(page.items.len(), 1);
+        .expect("cancel")
+        .expect("found");
+    assert_eq!(cancelled.status, ImportStatus::Cancelled);
+    // The owner stops writing within its poll: the count settles and equals the assets.
+    let mut last = cancelled.number_assets_imported;
+    let mut stable_since = Instant::now();
+    while stable_since.elapsed() < Duration::from_millis(600) {
+        let now = store.import_get(tenant, import.id).await.unwrap().unwrap();
+        if now.number_assets_imported != last {
+            last = now.number_assets_imported;
+            stable_since = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cancelled_at.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        last, cancelled.number_assets_imported,
+        "written after the cancel"
+    );
+    assert_eq!(asset_count(&store, tenant).await, last);
+    assert!(last < 5_000);
+    let after = store.import_get(tenant, import.id).await.unwrap().unwrap();
+    assert_eq!(after.status, ImportStatus::Cancelled);
+}
+
+async fn two_engines_importing_one_hub_leave_one_asset_per_device(db: TestDatabase) {
+    let hub = emulator(2_000, Faults::default()).await;
+    let a = engine(&db, &hub, 2).await;
+    let b = engine(&db, &hub, 2).await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    let (x, y) = tokio::join!(
+        a.submit(tenant, request(hub.iothub_connection_string())),
+        b.submit(tenant, request(hub.eventhub_connection_string())),
+    );
+    for id in [x.expect("a").id, y.expect("b").id] {
+        let import = wait_done(&store, tenant, id).await;
+        assert_eq!(import.status, ImportStatus::Finished, "{import:?}");
+        assert_eq!(import.number_assets_imported, 2_000);
+    }
+    assert_eq!(asset_count(&store, tenant).await, 2_000);
+    let mut names = HashSet::new();
+    let mut before_seq = None;
+    loop {
+        let page = store
+            .asset_list(
+                tenant,
+                &AttributeFilter::default(),
+                PageRequest {
+                    page_size: 500,
+                    before_seq,
+                },
+            )
+            .await
+            .unwrap();
+        for asset in &page.items {
+            assert!(names.insert(asset.attributes["iothub_device_id"].clone()));
+        }
+        match page.next_before_seq {
+            Some(next) => before_seq = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(names.len(), 2_000);
+}
+
+async fn the_queue_bound_refuses_and_records_nothing(db: TestDatabase) {
+    let hub = emulator(500, slow(200)).await;
+    let mut small = config(&hub, 1);
+    small.queued_per_tenant = 2;
+    small.queued_total = 3;
+    let a = engine_with(db.open().await, small.clone()).await;
+    let b = engine_with(
+        db.open().await,
+        EngineConfig {
+            worker_id: Uuid::new_v4(),
+            ..small
+        },
+    )
+    .await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    let other = new_tenant(&store).await;
+    a.submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("first");
+    b.submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("second, on the other engine");
+    match a
+        .submit(tenant, request(hub.iothub_connection_string()))
+        .await
+    {
+        Err(SubmitError::LimitReached {
+            scope: LimitScope::Tenant,
+            limit: 2,
+        }) => {}
+        other => panic!("expected the tenant bound: {other:?}"),
+    }
+    b.submit(other, request(hub.iothub_connection_string()))
+        .await
+        .expect("another tenant");
+    match b
+        .submit(other, request(hub.iothub_connection_string()))
+        .await
+    {
+        Err(SubmitError::LimitReached {
+            scope: LimitScope::Total,
+            limit: 3,
+        }) => {}
+        other => panic!("expected the total bound: {other:?}"),
+    }
+    // Refusals recorded nothing.
+    assert_eq!(imports_of(&store, tenant).await.len(), 2);
+    assert_eq!(imports_of(&store, other).await.len(), 1);
+    // A secret that is no connection string still gets its failed operation.
+    let failed = a
+        .submit(tenant, request("not a connection string".into()))
+        .await
+        .expect("failed at once is recorded");
+    assert_eq!(failed.status, ImportStatus::Failed);
+}
+
+async fn a_long_import_outlives_many_leases(db: TestDatabase) {
+    // 30 pages of 100 ms each, under a 1 s lease renewed by the owner while another
+    // engine reaps every third of a second.
+    let hub = emulator(3_000, slow(100)).await;
+    let mut short = config(&hub, 2);
+    short.lease = Duration::from_secs(1);
+    let owner = engine_with(db.open().await, short.clone()).await;
+    let _reaper = engine_with(
+        db.open().await,
+        EngineConfig {
+            worker_id: Uuid::new_v4(),
+            ..short
+        },
+    )
+    .await;
+    let store = db.open().await;
+    let tenant = new_tenant(&store).await;
+    let import = owner
+        .submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("submit");
+    let import = wait_done(&store, tenant, import.id).await;
+    assert_eq!(import.status, ImportStatus::Finished, "{import:?}");
+    assert_eq!(import.number_assets_imported, 3_000);
 }

@@ -65,7 +65,10 @@ pub async fn running_import(store: &Arc<dyn Store>, tenant_id: Uuid) -> Uuid {
     let worker = Uuid::new_v4();
     let id = pending_import(store, tenant_id, worker).await;
     assert_eq!(
-        store.imports_claim(worker, u32::MAX, 1).await.expect("claim"),
+        store
+            .imports_claim(worker, u32::MAX, 1)
+            .await
+            .expect("claim"),
         vec![id]
     );
     id

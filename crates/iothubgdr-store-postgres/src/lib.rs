@@ -23,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use iothubgdr_store::{
     distinct_sorted, Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits,
-    ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset,
-    NewImport, NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
+    ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset, NewImport,
+    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
@@ -87,10 +87,13 @@ impl PostgresStore {
             .connect_with(connect)
             .await
             .map_err(backend)?;
-        MIGRATOR.run(&pool).await.map_err(|err| StoreError::Backend {
-            context: "PostgreSQL migration failed".into(),
-            source: Some(Box::new(err)),
-        })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|err| StoreError::Backend {
+                context: "PostgreSQL migration failed".into(),
+                source: Some(Box::new(err)),
+            })?;
         Ok(Self { pool })
     }
 
@@ -455,23 +458,23 @@ impl Store for PostgresStore {
         .map_err(|err| rows::unique_or_backend(err, || format!("import {}", new.id)))?;
         let import = import_from_row(&row)?;
         tx.commit().await.map_err(backend)?;
-        Ok(Admission::Accepted(import))
+        Ok(Admission::Accepted(Box::new(import)))
     }
 
     async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>> {
-        let row = sqlx::query(
-            "SELECT * FROM imports WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT * FROM imports WHERE tenant_id = $1 AND id = $2 AND NOT deleted")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
         row.as_ref().map(import_from_row).transpose()
     }
 
     async fn import_list(&self, tenant_id: Uuid, page: PageRequest) -> StoreResult<Page<Import>> {
-        let mut query = QueryBuilder::new("SELECT * FROM imports WHERE NOT deleted AND tenant_id = ");
+        let mut query =
+            QueryBuilder::new("SELECT * FROM imports WHERE NOT deleted AND tenant_id = ");
         query.push_bind(tenant_id);
         push_page(&mut query, page);
         let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
@@ -514,14 +517,13 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let row = sqlx::query(
-            "SELECT * FROM imports WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT * FROM imports WHERE tenant_id = $1 AND id = $2 AND NOT deleted")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         row.as_ref().map(import_from_row).transpose()
     }

@@ -44,7 +44,10 @@ pub(crate) fn backend(err: sqlx::Error) -> StoreError {
         sqlx::Error::RowNotFound
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_) => (false, "a row read from PostgreSQL does not decode".to_owned()),
+        | sqlx::Error::Decode(_) => (
+            false,
+            "a row read from PostgreSQL does not decode".to_owned(),
+        ),
         _ => (false, "PostgreSQL failed".to_owned()),
     };
     if retryable {
@@ -89,7 +92,8 @@ fn json_col<T: DeserializeOwned>(row: &PgRow, name: &str) -> StoreResult<T> {
 
 fn u64_col(row: &PgRow, name: &str) -> StoreResult<u64> {
     let value: i64 = row.try_get(name).map_err(backend)?;
-    u64::try_from(value).map_err(|_| StoreError::backend(format!("negative value in column {name}")))
+    u64::try_from(value)
+        .map_err(|_| StoreError::backend(format!("negative value in column {name}")))
 }
 
 pub(crate) fn status_col(row: &PgRow) -> StoreResult<ImportStatus> {
@@ -149,7 +153,9 @@ pub(crate) fn import_from_row(row: &PgRow) -> StoreResult<Import> {
         number_assets_imported: u64_col(row, "number_assets_imported")?,
         number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
         hub_host: row.try_get("hub_host").map_err(backend)?,
-        worker_id: row.try_get::<Option<Uuid>, _>("worker_id").map_err(backend)?,
+        worker_id: row
+            .try_get::<Option<Uuid>, _>("worker_id")
+            .map_err(backend)?,
         accepted_at: row.try_get("accepted_at").map_err(backend)?,
         finished_at: row.try_get("finished_at").map_err(backend)?,
         seq: row.try_get("seq").map_err(backend)?,

@@ -9,7 +9,9 @@ use iothubgdr_store_postgres::{testing::fresh_database, PostgresOptions, Postgre
 
 async fn fresh() -> Option<TestDatabase> {
     let server = postgres_server_url("PostgreSQL store conformance")?;
-    let url = fresh_database(&server).await.expect("create a test database");
+    let url = fresh_database(&server)
+        .await
+        .expect("create a test database");
     let open_url = url.clone();
     Some(TestDatabase::new("postgres", url, (), move || {
         let url = open_url.clone();
@@ -18,7 +20,9 @@ async fn fresh() -> Option<TestDatabase> {
                 pool_size: 4,
                 ..PostgresOptions::default()
             };
-            let store = PostgresStore::connect(&url, options).await.expect("connect");
+            let store = PostgresStore::connect(&url, options)
+                .await
+                .expect("connect");
             Arc::new(store) as Arc<dyn Store>
         }
     }))
@@ -33,13 +37,15 @@ async fn replicas_starting_at_once_migrate_once() {
     let Some(server) = postgres_server_url("replicas_starting_at_once_migrate_once") else {
         return;
     };
-    let url = fresh_database(&server).await.expect("create a test database");
+    let url = fresh_database(&server)
+        .await
+        .expect("create a test database");
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move {
-                PostgresStore::connect(&url, PostgresOptions::default()).await
-            })
+            tokio::spawn(
+                async move { PostgresStore::connect(&url, PostgresOptions::default()).await },
+            )
         })
         .collect();
     for start in starts {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use iothubgdr_store::{
     distinct_sorted, Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits,
-    ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset,
-    NewImport, NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
+    ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset, NewImport,
+    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -102,11 +102,9 @@ fn create_parent_dir(file: &Path) -> StoreResult<()> {
     // `:memory:` and bare file names have no directory to create.
     if let Some(parent) = file.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|err| {
-                StoreError::Backend {
-                    context: format!("cannot create the database directory {}", parent.display()),
-                    source: Some(Box::new(err)),
-                }
+            std::fs::create_dir_all(parent).map_err(|err| StoreError::Backend {
+                context: format!("cannot create the database directory {}", parent.display()),
+                source: Some(Box::new(err)),
             })?;
         }
     }
@@ -454,7 +452,7 @@ impl Store for SqliteStore {
         .map_err(|err| unique_or_backend(err, || format!("import {}", new.id)))?;
         let import = import_from_row(&row)?;
         tx.commit().await.map_err(backend)?;
-        Ok(Admission::Accepted(import))
+        Ok(Admission::Accepted(Box::new(import)))
     }
 
     async fn import_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Import>> {
@@ -556,7 +554,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         let mut claimed = rows
             .iter()
-            .map(|row| Ok((row.try_get::<i64, _>("seq").map_err(backend)?, rows::uuid_col(row, "id")?)))
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("seq").map_err(backend)?,
+                    rows::uuid_col(row, "id")?,
+                ))
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         claimed.sort();
         Ok(claimed.into_iter().map(|(_, id)| id).collect())

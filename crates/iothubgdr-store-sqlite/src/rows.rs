@@ -27,9 +27,10 @@ pub(crate) fn backend(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(_) => "SQLite refused a statement",
         sqlx::Error::Io(_) => "SQLite file I/O failed",
         sqlx::Error::PoolTimedOut => "no SQLite connection became free in time",
-        sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            "a row read from SQLite does not decode"
-        }
+        sqlx::Error::RowNotFound
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_) => "a row read from SQLite does not decode",
         _ => "SQLite failed",
     }
     .to_owned();

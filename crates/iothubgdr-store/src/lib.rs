@@ -293,7 +293,7 @@ pub enum LimitScope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// Recorded (pending, or failed at once).
-    Accepted(Import),
+    Accepted(Box<Import>),
     /// Not recorded: `scope` already has `limit` unfinished imports.
     Refused { scope: LimitScope, limit: u32 },
 }
@@ -386,8 +386,12 @@ pub trait Store: Send + Sync + 'static {
     /// imports start in the order they were accepted whichever replica holds them. An
     /// import that cannot start stays pending for a later claim. Claims are serialised in
     /// the database, so two replicas never both take the last slot.
-    async fn imports_claim(&self, worker_id: Uuid, per_tenant: u32, max: u32)
-        -> StoreResult<Vec<Uuid>>;
+    async fn imports_claim(
+        &self,
+        worker_id: Uuid,
+        per_tenant: u32,
+        max: u32,
+    ) -> StoreResult<Vec<Uuid>>;
     /// Records the hub's device count on an import (the engine's progress total).
     async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()>;
     /// Upserts a page of assets (by `(tenant, source_key)`) and adds the number of distinct
@@ -459,7 +463,12 @@ mod tests {
 
     #[test]
     fn a_page_is_deduplicated_last_wins_and_sorted() {
-        let page = [upsert("b", 1), upsert("a", 2), upsert("b", 3), upsert("c", 4)];
+        let page = [
+            upsert("b", 1),
+            upsert("a", 2),
+            upsert("b", 3),
+            upsert("c", 4),
+        ];
         let written: Vec<(&str, i64)> = distinct_sorted(&page)
             .into_iter()
             .map(|a| (a.source_key.as_str(), a.attributes["n"].as_i64().unwrap()))

@@ -61,6 +61,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let database = DatabaseArgs {
         data_dir: data_dir.clone(),
         database: None,
+        database_pool_size: 10,
+        database_statement_timeout: Duration::from_secs(30),
     };
     let store = database.open_store().await?;
     let registry = iothubgdr_api::new_registry();
@@ -72,6 +74,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         iothub_retry_budget: Duration::from_secs(120),
         import_workers: 8,
         imports_per_tenant: 2,
+        imports_queued_per_tenant: 10,
+        imports_queued_total: 1000,
         import_lease: Duration::from_secs(30),
     };
     let engine = serve::start_engine(store.clone(), &import, &registry).await?;

@@ -16,6 +16,7 @@ use iothubgdr_api::{ApiState, SharedRegistry};
 use iothubgdr_auth::{generate_signing_key, SigningKey, TokenService};
 use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::Store;
+use iothubgdr_store_postgres::{PostgresOptions, PostgresStore};
 use iothubgdr_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -25,10 +26,17 @@ pub struct DatabaseArgs {
     /// Directory of the default SQLite database (created if missing).
     #[arg(long, env = "IOTHUBGDR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Database URL: `sqlite://PATH` (default `sqlite://<data dir>/iothubgdr.db`).
-    /// `postgres://` is not supported yet.
-    #[arg(long, env = "IOTHUBGDR_DATABASE")]
+    /// Database URL: `sqlite://PATH` (default `sqlite://<data dir>/iothubgdr.db`) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` for several replicas on one database.
+    /// Prefer the environment variable when the URL holds a password.
+    #[arg(long, env = "IOTHUBGDR_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// PostgreSQL: connections this process keeps at most.
+    #[arg(long, env = "IOTHUBGDR_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+    /// PostgreSQL: a statement running longer is cancelled by the server.
+    #[arg(long, env = "IOTHUBGDR_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub database_statement_timeout: Duration,
 }
 
 impl DatabaseArgs {
@@ -41,17 +49,28 @@ impl DatabaseArgs {
     }
 
     /// Opens the backend the URL's scheme names, creating and migrating it as needed.
+    /// Errors never quote a PostgreSQL URL: it may hold a password.
     pub async fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let url = self.url();
         if url.starts_with("sqlite:") {
             let store = SqliteStore::connect(&url)
                 .await
+                .map_err(|err| anyhow::anyhow!(err.detail()))
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Arc::new(store))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            anyhow::bail!("PostgreSQL databases are not supported yet: use a sqlite:// URL")
+            let options = PostgresOptions {
+                pool_size: self.database_pool_size,
+                statement_timeout: self.database_statement_timeout,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(&url, options)
+                .await
+                .map_err(|err| anyhow::anyhow!(err.detail()))
+                .context("cannot open the PostgreSQL database")?;
+            Ok(Arc::new(store))
         } else {
-            anyhow::bail!("unsupported database URL: it must start with sqlite://")
+            anyhow::bail!("unsupported database URL: it must start with sqlite:// or postgres://")
         }
     }
 }
@@ -94,12 +113,21 @@ pub struct ImportArgs {
     /// Imports this process runs at once, all tenants together.
     #[arg(long, env = "IOTHUBGDR_IMPORT_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub import_workers: u16,
-    /// Imports one tenant may run at once; more wait in STATUS_PENDING, first come first
-    /// served.
+    /// Imports one tenant may run at once, counted over every replica on the database;
+    /// more wait in STATUS_PENDING, first come first served.
     #[arg(long, env = "IOTHUBGDR_IMPORTS_PER_TENANT", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub imports_per_tenant: u16,
-    /// A server silent for this long is taken as gone: any other server on the same
-    /// database fails its unfinished imports (their secrets died with it).
+    /// Imports one tenant may have waiting or running (all replicas); past it, starting
+    /// one answers 429.
+    #[arg(long, env = "IOTHUBGDR_IMPORTS_QUEUED_PER_TENANT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub imports_queued_per_tenant: u32,
+    /// Imports all tenants together may have waiting or running (all replicas); past it,
+    /// starting one answers 429.
+    #[arg(long, env = "IOTHUBGDR_IMPORTS_QUEUED_TOTAL", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub imports_queued_total: u32,
+    /// This server's lease: a server that has not renewed it for this long (by the
+    /// database's clock) is taken as gone, and any other server on the same database fails
+    /// its unfinished imports (their secrets died with it).
     #[arg(long, env = "IOTHUBGDR_IMPORT_LEASE", default_value = "30s", value_parser = parse_duration)]
     pub import_lease: Duration,
 }
@@ -121,6 +149,8 @@ impl ImportArgs {
         Ok(EngineConfig {
             workers: usize::from(self.import_workers),
             per_tenant: usize::from(self.imports_per_tenant),
+            queued_per_tenant: self.imports_queued_per_tenant,
+            queued_total: self.imports_queued_total,
             client: ClientOptions {
                 extra_root_ca_pem,
                 resolve: self.iothub_resolve.clone(),

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use common::TestServer;
 use iothubgdr_auth::{SigningKey, TokenService};
-use iothubgdr_store::Store;
-use iothubgdr_store_sqlite::SqliteStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -45,7 +43,7 @@ async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response 
 
 /// A key-holder's view: the signing key read from the server's database.
 async fn forger(server: &TestServer) -> TokenService {
-    let store = SqliteStore::connect(server.database_url()).await.unwrap();
+    let store = common::open_store(server.database_url()).await;
     let key = store.signing_key_get_or_insert(&[0; 32]).await.unwrap();
     TokenService::new(&SigningKey::new(key), Duration::from_secs(60))
 }

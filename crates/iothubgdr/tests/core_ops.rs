@@ -97,23 +97,39 @@ async fn apps_list_and_delete_never_show_secrets() {
     for entry in std::fs::read_dir(server.dir()).unwrap() {
         database.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
+    for (_, rows) in common::database_contents(server.database_url()) {
+        database.extend(rows);
+    }
+    assert!(!database.is_empty());
     let database = String::from_utf8_lossy(&database);
     assert!(!database.contains(second.client_secret.as_str()));
 }
 
 #[tokio::test]
-async fn postgres_urls_say_not_supported_yet() {
+async fn an_unreachable_postgres_database_is_a_clear_error_without_its_password() {
+    // Nothing listens on port 1 of the loopback.
     let output = std::process::Command::new(common::binary())
         .args([
             "apps",
             "list",
             "--database",
-            "postgres://localhost/iothubgdr",
+            "postgres://iothubgdr:hunter2-secret@127.0.0.1:1/iothubgdr",
         ])
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not supported yet"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open the PostgreSQL database"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+    let output = std::process::Command::new(common::binary())
+        .args(["apps", "list", "--database", "mysql://localhost/x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sqlite:// or postgres://"));
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ impl Seen {
 
     /// No secret in any response, in the logs, or in any file under `dirs` (the SQLite
     /// database with its WAL).
-    fn assert_no_leak(&self, logs: &str, dirs: &[&std::path::Path]) {
+    fn assert_no_leak(&self, logs: &str, dirs: &[&std::path::Path], databases: &[&str]) {
         let secrets = self.secrets.lock().unwrap();
         assert!(!secrets.is_empty());
         let responses = self.responses.lock().unwrap().join("\n");
@@ -46,9 +46,13 @@ impl Seen {
                 }
             }
         }
-        assert!(files
-            .iter()
-            .any(|(path, _)| path.to_string_lossy().ends_with(".db")));
+        for database in databases {
+            files.extend(common::database_contents(database));
+        }
+        assert!(files.iter().any(|(path, _)| {
+            let path = path.to_string_lossy();
+            path.ends_with(".db") || path.starts_with("postgres table")
+        }));
         for secret in secrets.iter() {
             assert!(
                 !responses.contains(secret.as_str()),
@@ -318,7 +322,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
             operations[0]["identity"], second["identity"],
             "newest first"
         );
-        seen.assert_no_leak(&server.logs(), &[server.dir()]);
+        seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
         hub.shutdown().await;
     }
 }
@@ -375,7 +379,7 @@ async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
         metrics.contains("iothubgdr_iothub_requests_total{outcome=\"ok\""),
         "{metrics}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,7 +410,7 @@ async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let (status, again) = api.call(Method::POST, &path, None).await;
     assert_eq!(status, 200);
     assert_eq!(again, later);
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +443,7 @@ async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(api.assets_of(&hub.host_name()).await, 1_000);
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +474,7 @@ async fn throttling_server_errors_and_dropped_connections_still_give_the_exact_c
         stats.throttled > 0 && stats.server_errors > 0 && stats.dropped > 0,
         "{stats:?}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +533,7 @@ async fn bad_secrets_wrong_keys_and_unreachable_hubs_end_in_a_clear_error() {
     let message = done["error"]["error_message"].as_str().expect("message");
     assert!(message.contains("could not connect"), "{message}");
     assert_eq!(api.assets_of(&hub.host_name()).await, 0);
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,7 +633,7 @@ async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
         )
         .await;
     assert_eq!(status, 404);
-    seen.assert_no_leak(&server.logs(), &[server.dir()]);
+    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +676,7 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
     let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
     let files = tempfile::tempdir().expect("dir");
     let data = tempfile::tempdir().expect("data");
-    let database = format!("sqlite://{}/iothubgdr.db", data.path().display());
+    let database = common::fresh_database_url(data.path());
     let args = hub_args(&hub, files.path(), &["--import-lease", "1s"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
@@ -703,7 +707,11 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
         assert!(message.contains("restarted"), "{message}");
         assert!(imported(&done) > 0 && imported(&done) < 2_500, "{done}");
         assert_eq!(imported(&done), api.assets_of(&hub.host_name()).await);
-        seen.assert_no_leak(&format!("{logs}{}", second.logs()), &[data.path()]);
+        seen.assert_no_leak(
+            &format!("{logs}{}", second.logs()),
+            &[data.path()],
+            &[&database],
+        );
         // Start from a clean registry for the second round.
         if graceful {
             let (_, list) = api.call(Method::GET, "/archivist/v2/iothubgdr", None).await;

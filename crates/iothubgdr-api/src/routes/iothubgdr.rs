@@ -22,6 +22,9 @@ use crate::{validate, ApiError, ApiJson, ApiState, Caller};
 
 const KIND: &str = "iothubgdr";
 const CANCEL_SUFFIX: &str = ":cancel";
+/// `Retry-After` when too many imports wait or run: an import of a small hub takes
+/// seconds, so a slot is likely free again by then.
+const QUEUE_FULL_RETRY_AFTER_SECONDS: u64 = 10;
 
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
@@ -169,6 +172,10 @@ async fn create(
         .await
         .map_err(|err| match err {
             SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
+            // Decided in the database, so every replica enforces the same bound.
+            SubmitError::LimitReached { .. } => {
+                ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
+            }
             SubmitError::Store(err) => err.into(),
         })?;
     Ok(Json(import.into()))

@@ -21,5 +21,7 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(
+        json!({"status": "ready", "database": state.store.backend_name()}),
+    ))
 }

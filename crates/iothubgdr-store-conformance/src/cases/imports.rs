@@ -82,7 +82,10 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
     assert_eq!(store.asset_count(tenant_id, &all).await.unwrap(), 2500);
     // A page written under the wrong tenant is refused and writes nothing.
     assert!(matches!(
-        store.import_write_page(third, tenant_id, &page[..5]).await.unwrap(),
+        store
+            .import_write_page(third, tenant_id, &page[..5])
+            .await
+            .unwrap(),
         PageWrite::Stopped(_)
     ));
     // An empty page only checks the import.
@@ -94,9 +97,7 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
     );
 }
 
-pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(
-    db: &TestDatabase,
-) {
+pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(db: &TestDatabase) {
     let store = db.open().await;
     let tenant_id = tenant(&store, "t").await;
     let id = running_import(&store, tenant_id).await;
@@ -180,7 +181,13 @@ pub async fn cancelled_import_writes_nothing_more(db: &TestDatabase) {
         .unwrap();
     assert_eq!(failed.status, ImportStatus::Failed);
     assert_eq!(failed.error_message.as_deref(), Some("hub went away"));
-    assert_eq!(store.import_finish(Uuid::new_v4(), ImportOutcome::Cancelled).await.unwrap(), None);
+    assert_eq!(
+        store
+            .import_finish(Uuid::new_v4(), ImportOutcome::Cancelled)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn pending_import_cancelled_before_claim_never_starts(db: &TestDatabase) {
@@ -200,9 +207,16 @@ pub async fn pending_import_cancelled_before_claim_never_starts(db: &TestDatabas
     };
     assert_eq!(created.status, ImportStatus::Pending);
     assert_eq!(created.worker_id, Some(worker));
-    assert_eq!(created.arc_home_location_identity.as_deref(), Some("locations/x"));
+    assert_eq!(
+        created.arc_home_location_identity.as_deref(),
+        Some("locations/x")
+    );
     store.import_cancel(tenant_id, id).await.unwrap();
-    assert!(store.imports_claim(worker, 10, 10).await.unwrap().is_empty());
+    assert!(store
+        .imports_claim(worker, 10, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         store.import_status(id).await.unwrap(),
         Some(ImportStatus::Cancelled)
@@ -297,7 +311,11 @@ pub async fn admission_bounds_unfinished_imports_per_tenant_and_in_total(db: &Te
     };
     let mut accepted = Vec::new();
     for _ in 0..2 {
-        match store.import_create(new_import(a, worker), limits).await.unwrap() {
+        match store
+            .import_create(new_import(a, worker), limits)
+            .await
+            .unwrap()
+        {
             Admission::Accepted(import) => accepted.push(import.id),
             refused => panic!("{refused:?}"),
         }
@@ -311,7 +329,11 @@ pub async fn admission_bounds_unfinished_imports_per_tenant_and_in_total(db: &Te
             limit: 2
         }
     );
-    assert_eq!(store.import_status(refused_id).await.unwrap(), None, "nothing recorded");
+    assert_eq!(
+        store.import_status(refused_id).await.unwrap(),
+        None,
+        "nothing recorded"
+    );
     // An import failed at once is done: always recorded, counted against nothing.
     let mut failed = new_import(a, worker);
     failed.failed_with = Some("invalid secret provided".into());
@@ -320,20 +342,32 @@ pub async fn admission_bounds_unfinished_imports_per_tenant_and_in_total(db: &Te
         Admission::Accepted(_)
     ));
     assert!(matches!(
-        store.import_create(new_import(b, worker), limits).await.unwrap(),
+        store
+            .import_create(new_import(b, worker), limits)
+            .await
+            .unwrap(),
         Admission::Accepted(_)
     ));
     assert_eq!(
-        store.import_create(new_import(b, worker), limits).await.unwrap(),
+        store
+            .import_create(new_import(b, worker), limits)
+            .await
+            .unwrap(),
         Admission::Refused {
             scope: LimitScope::Total,
             limit: 3
         }
     );
     // A running import still counts; a done one frees its slot.
-    assert_eq!(store.imports_claim(worker, 10, 1).await.unwrap(), vec![accepted[0]]);
+    assert_eq!(
+        store.imports_claim(worker, 10, 1).await.unwrap(),
+        vec![accepted[0]]
+    );
     assert!(matches!(
-        store.import_create(new_import(b, worker), limits).await.unwrap(),
+        store
+            .import_create(new_import(b, worker), limits)
+            .await
+            .unwrap(),
         Admission::Refused { .. }
     ));
     store
@@ -341,7 +375,10 @@ pub async fn admission_bounds_unfinished_imports_per_tenant_and_in_total(db: &Te
         .await
         .unwrap();
     assert!(matches!(
-        store.import_create(new_import(a, worker), limits).await.unwrap(),
+        store
+            .import_create(new_import(a, worker), limits)
+            .await
+            .unwrap(),
         Admission::Accepted(_)
     ));
 }
@@ -363,14 +400,23 @@ pub async fn claims_keep_the_tenant_limit_and_start_the_oldest_first(db: &TestDa
         store.imports_claim(here, 2, 10).await.unwrap(),
         vec![a_here_1, b_here]
     );
-    assert_eq!(store.import_status(a_here_2).await.unwrap(), Some(ImportStatus::Pending));
+    assert_eq!(
+        store.import_status(a_here_2).await.unwrap(),
+        Some(ImportStatus::Pending)
+    );
     assert!(store.imports_claim(here, 2, 10).await.unwrap().is_empty());
     // The other worker claims its own; now a has two running and the third still waits.
-    assert_eq!(store.imports_claim(there, 2, 10).await.unwrap(), vec![a_there]);
+    assert_eq!(
+        store.imports_claim(there, 2, 10).await.unwrap(),
+        vec![a_there]
+    );
     assert!(store.imports_claim(here, 2, 10).await.unwrap().is_empty());
     // A slot freed anywhere lets the waiting import start.
     store.import_cancel(a, a_there).await.unwrap();
-    assert_eq!(store.imports_claim(here, 2, 10).await.unwrap(), vec![a_here_2]);
+    assert_eq!(
+        store.imports_claim(here, 2, 10).await.unwrap(),
+        vec![a_here_2]
+    );
     // `max` bounds one claim, oldest first.
     let c = tenant(&store, "c").await;
     let c1 = pending_import(&store, c, here).await;
@@ -378,7 +424,10 @@ pub async fn claims_keep_the_tenant_limit_and_start_the_oldest_first(db: &TestDa
     assert_eq!(store.imports_claim(here, 5, 1).await.unwrap(), vec![c1]);
     assert!(store.imports_claim(here, 5, 0).await.unwrap().is_empty());
     for id in [a_here_1, b_here, a_here_2, c1] {
-        assert_eq!(store.import_status(id).await.unwrap(), Some(ImportStatus::InProgress));
+        assert_eq!(
+            store.import_status(id).await.unwrap(),
+            Some(ImportStatus::InProgress)
+        );
     }
 }
 
@@ -390,7 +439,10 @@ pub async fn done_among_names_only_done_imports(db: &TestDatabase) {
     let cancelled = running_import(&store, t).await;
     store.import_cancel(t, cancelled).await.unwrap();
     let finished = running_import(&store, t).await;
-    store.import_finish(finished, ImportOutcome::Finished).await.unwrap();
+    store
+        .import_finish(finished, ImportOutcome::Finished)
+        .await
+        .unwrap();
     let mut done = store
         .imports_done_among(&[running, pending, cancelled, finished, Uuid::new_v4()])
         .await
@@ -401,6 +453,12 @@ pub async fn done_among_names_only_done_imports(db: &TestDatabase) {
     assert_eq!(done, expected);
     assert!(store.imports_done_among(&[]).await.unwrap().is_empty());
     // Many ids in one call (a replica with a long queue).
-    let many: Vec<Uuid> = (0..1200).map(|_| Uuid::new_v4()).chain([cancelled]).collect();
-    assert_eq!(store.imports_done_among(&many).await.unwrap(), vec![cancelled]);
+    let many: Vec<Uuid> = (0..1200)
+        .map(|_| Uuid::new_v4())
+        .chain([cancelled])
+        .collect();
+    assert_eq!(
+        store.imports_done_among(&many).await.unwrap(),
+        vec![cancelled]
+    );
 }

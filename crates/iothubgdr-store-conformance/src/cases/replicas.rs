@@ -45,7 +45,14 @@ pub async fn two_handles_write_the_same_keys_at_once(db: &TestDatabase) {
     let backwards: Vec<usize> = (0..3000).rev().collect();
     let (x, y) = tokio::join!(
         tokio::spawn(write_all(a.clone(), first, tenant_id, forwards, 250, "red")),
-        tokio::spawn(write_all(b.clone(), second, tenant_id, backwards, 250, "blue")),
+        tokio::spawn(write_all(
+            b.clone(),
+            second,
+            tenant_id,
+            backwards,
+            250,
+            "blue"
+        )),
     );
     assert_eq!(
         x.unwrap(),
@@ -123,7 +130,11 @@ pub async fn a_cancel_racing_page_writes_freezes_an_exact_count(db: &TestDatabas
         }
         tokio::task::yield_now().await;
     }
-    let cancelled = canceller.import_cancel(tenant_id, id).await.unwrap().unwrap();
+    let cancelled = canceller
+        .import_cancel(tenant_id, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cancelled.status, ImportStatus::Cancelled);
     assert_eq!(
         writing.await.unwrap(),
@@ -133,7 +144,10 @@ pub async fn a_cancel_racing_page_writes_freezes_an_exact_count(db: &TestDatabas
     let after = writer.import_get(tenant_id, id).await.unwrap().unwrap();
     assert_eq!(after.status, ImportStatus::Cancelled);
     // The count frozen at the cancel is exactly the assets written, and stays so.
-    assert_eq!(after.number_assets_imported, cancelled.number_assets_imported);
+    assert_eq!(
+        after.number_assets_imported,
+        cancelled.number_assets_imported
+    );
     assert!(after.number_assets_imported < 20_000);
     assert_eq!(
         writer
@@ -289,7 +303,11 @@ pub async fn another_tenant_cannot_touch_a_running_import(db: &TestDatabase) {
             number_assets_imported: 1
         }
     );
-    assert!(other_side.import_cancel(intruder, id).await.unwrap().is_none());
+    assert!(other_side
+        .import_cancel(intruder, id)
+        .await
+        .unwrap()
+        .is_none());
     assert!(other_side.import_get(intruder, id).await.unwrap().is_none());
     assert!(!other_side.import_delete(intruder, id).await.unwrap());
     let listed = other_side

@@ -48,7 +48,10 @@ pub async fn apps_share_tenants_by_name_and_reject_duplicate_ids(db: &TestDataba
             secret_hash: vec![],
         })
         .await;
-    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
     assert_eq!(
         store.app_get(&app.client_id).await.unwrap(),
         Some(app.clone())
@@ -182,7 +185,11 @@ pub async fn assets_are_per_tenant_filtered_and_paged(db: &TestDatabase) {
     }
     let got = store.asset_get(mine, created[2].id).await.unwrap().unwrap();
     assert_eq!(got, created[2]);
-    assert!(store.asset_get(theirs, created[2].id).await.unwrap().is_none());
+    assert!(store
+        .asset_get(theirs, created[2].id)
+        .await
+        .unwrap()
+        .is_none());
     let filter = AttributeFilter(vec![(odd_name.into(), "v0".into())]);
     assert_eq!(store.asset_count(mine, &filter).await.unwrap(), 3);
     assert_eq!(store.asset_count(theirs, &filter).await.unwrap(), 0);

@@ -45,7 +45,11 @@ pub async fn orphaned_imports_are_failed_and_live_ones_kept(db: &TestDatabase) {
         .worker_heartbeat(live_worker, Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(store.imports_fail_orphaned("again").await.unwrap().is_empty());
+    assert!(store
+        .imports_fail_orphaned("again")
+        .await
+        .unwrap()
+        .is_empty());
     // The expired worker's row is gone: a late heartbeat makes it a new, live worker
     // whose failed imports stay failed.
     store
@@ -63,13 +67,25 @@ pub async fn retiring_a_worker_fails_its_imports_and_removes_it(db: &TestDatabas
     let tenant_id = tenant(&store, "t").await;
     let worker = Uuid::new_v4();
     let other = Uuid::new_v4();
-    store.worker_heartbeat(worker, Duration::from_secs(30)).await.unwrap();
-    store.worker_heartbeat(other, Duration::from_secs(30)).await.unwrap();
+    store
+        .worker_heartbeat(worker, Duration::from_secs(30))
+        .await
+        .unwrap();
+    store
+        .worker_heartbeat(other, Duration::from_secs(30))
+        .await
+        .unwrap();
     let pending = pending_import(&store, tenant_id, worker).await;
     let running = pending_import(&store, tenant_id, worker).await;
-    assert_eq!(store.imports_claim(worker, 10, 1).await.unwrap(), vec![pending]);
+    assert_eq!(
+        store.imports_claim(worker, 10, 1).await.unwrap(),
+        vec![pending]
+    );
     let others = pending_import(&store, tenant_id, other).await;
-    assert_eq!(store.worker_retire(worker, "shutting down").await.unwrap(), 2);
+    assert_eq!(
+        store.worker_retire(worker, "shutting down").await.unwrap(),
+        2
+    );
     for id in [pending, running] {
         let import = store.import_get(tenant_id, id).await.unwrap().unwrap();
         assert_eq!(import.status, ImportStatus::Failed);
@@ -77,12 +93,19 @@ pub async fn retiring_a_worker_fails_its_imports_and_removes_it(db: &TestDatabas
     }
     assert_eq!(store.worker_retire(worker, "again").await.unwrap(), 0);
     // Another worker's import is untouched.
-    assert!(store.imports_fail_orphaned("reaped").await.unwrap().is_empty());
+    assert!(store
+        .imports_fail_orphaned("reaped")
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         store.import_status(others).await.unwrap(),
         Some(ImportStatus::Pending)
     );
     // The retired worker holds no lease any more: anything still filed under it is reaped.
     let late = pending_import(&store, tenant_id, worker).await;
-    assert_eq!(store.imports_fail_orphaned("reaped").await.unwrap(), vec![late]);
+    assert_eq!(
+        store.imports_fail_orphaned("reaped").await.unwrap(),
+        vec![late]
+    );
 }

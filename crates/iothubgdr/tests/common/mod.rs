@@ -12,10 +12,16 @@
 //! assert!(!server.logs().contains(&token));               // captured stderr
 //! ```
 //!
-//! Each server gets a fresh temporary directory holding its SQLite database, listens on
+//! Each server gets a fresh temporary directory and a fresh database, listens on
 //! `127.0.0.1:0` and is killed when the `TestServer` is dropped. Logs (stderr, at debug level
 //! see [`TEST_LOG_LEVEL`], unless `--log-level` is passed) are captured for assertions such as "no secret in the
 //! logs". [`TestServer::command`] runs any other subcommand against the same database.
+//!
+//! The database is a SQLite file in the server's directory, or, when the environment
+//! variable `IOTHUBGDR_TEST_POSTGRES_URL` names a PostgreSQL server
+//! (`postgres://postgres@127.0.0.1:PORT/postgres`), a fresh PostgreSQL database of its own
+//! on that server ([`fresh_database_url`]): the whole integration suite runs on either
+//! backend unchanged.
 
 #![allow(dead_code)]
 
@@ -72,7 +78,7 @@ impl TestServer {
     /// A server with extra `serve` flags (they come after the harness's own, so they win).
     pub fn start_with(extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = format!("sqlite://{}/iothubgdr.db", dir.path().display());
+        let database_url = fresh_database_url(dir.path());
         Self::start_on(dir, database_url, extra_args)
     }
 
@@ -303,6 +309,108 @@ fn collect(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
             }
         }
     });
+}
+
+/// The PostgreSQL server the tests run on, if `IOTHUBGDR_TEST_POSTGRES_URL` names one.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("IOTHUBGDR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// Which backend this run of the suite uses.
+pub fn backend() -> &'static str {
+    if postgres_server().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// A new, empty database for one test: a fresh PostgreSQL database on the test server when
+/// one is named, else a SQLite file in `dir`.
+pub fn fresh_database_url(dir: &Path) -> String {
+    match postgres_server() {
+        Some(server) => block_on(async move {
+            iothubgdr_store_postgres::testing::fresh_database(&server)
+                .await
+                .expect("create a PostgreSQL test database")
+        }),
+        None => format!("sqlite://{}/iothubgdr.db", dir.display()),
+    }
+}
+
+/// A store handle on `url` (SQLite or PostgreSQL), for tests that look inside.
+pub async fn open_store(url: &str) -> std::sync::Arc<dyn iothubgdr_store::Store> {
+    if url.starts_with("postgres") {
+        let options = iothubgdr_store_postgres::PostgresOptions {
+            pool_size: 2,
+            ..Default::default()
+        };
+        std::sync::Arc::new(
+            iothubgdr_store_postgres::PostgresStore::connect(url, options)
+                .await
+                .expect("open PostgreSQL"),
+        )
+    } else {
+        std::sync::Arc::new(
+            iothubgdr_store_sqlite::SqliteStore::connect(url)
+                .await
+                .expect("open SQLite"),
+        )
+    }
+}
+
+/// Every row of every table of a PostgreSQL database as text, one pseudo-file per table,
+/// for "no secret in the database" checks (a SQLite database is checked through its
+/// files). Empty for a SQLite URL.
+pub fn database_contents(url: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    if !url.starts_with("postgres") {
+        return Vec::new();
+    }
+    let url = url.to_owned();
+    block_on(async move {
+        use sqlx::{Connection, Row};
+        let mut connection = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to PostgreSQL");
+        let tables: Vec<String> =
+            sqlx::query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut connection)
+                .await
+                .expect("list tables")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+        let mut contents = Vec::new();
+        for table in tables {
+            let rows = sqlx::query(&format!("SELECT t::text FROM \"{table}\" t"))
+                .fetch_all(&mut connection)
+                .await
+                .expect("read table");
+            let mut bytes = Vec::new();
+            for row in rows {
+                bytes.extend(row.get::<String, _>(0).into_bytes());
+                bytes.push(b'\n');
+            }
+            contents.push((PathBuf::from(format!("postgres table {table}")), bytes));
+        }
+        contents
+    })
+}
+
+/// Runs `future` to completion on a runtime of its own (the harness is synchronous and is
+/// called from inside async tests).
+fn block_on<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("the helper thread panicked")
 }
 
 /// A path in a fresh temporary directory, for tests that need one of their own.

@@ -1,0 +1,142 @@
+//! One import job, from hub to store: the [`reader`] pages the hub's twins and maps each to
+//! an asset ([`crate::mapping`]) while the [`writer`] writes the previous pages, so the hub
+//! side and the database side run side by side. This module ties them together and records
+//! how the job ended.
+//!
+//! Extending it: a different way of reading (partitioned queries, an export job) is another
+//! producer of `Page`s for the same channel; a different way of writing (recording
+//! changes) belongs in the writer's batch step.
+
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+
+use iothub_client::{HubClient, HubError};
+use iothubgdr_store::{AssetUpsert, ImportOutcome, StoreError};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::engine::{Inner, MSG_RESTARTED};
+use crate::schedule::QueuedJob;
+
+/// The swagger's limit on `error_message`.
+pub(crate) const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// What the reader hands the writer: one hub page, mapped, or why reading stopped.
+pub(crate) type Page = Result<Vec<AssetUpsert>, HubError>;
+
+pub(crate) enum JobEnd {
+    /// Every device was read and written.
+    Completed,
+    /// Cancelled by its owner.
+    Cancelled,
+    /// The store says the import is no longer in progress (cancelled, or failed by a
+    /// reaper): nothing more to record.
+    Stopped,
+    /// The process is shutting down.
+    ShuttingDown,
+}
+
+/// Runs a claimed job to its end and records the outcome.
+pub(crate) async fn run(inner: Arc<Inner>, job: QueuedJob, cancel: CancellationToken) {
+    let id = job.import_id;
+    let end = execute(&inner, job, &cancel).await;
+    let outcome = match end {
+        Ok(JobEnd::Completed) => Some(ImportOutcome::Finished),
+        Ok(JobEnd::Cancelled) => Some(ImportOutcome::Cancelled),
+        Ok(JobEnd::Stopped) => None,
+        Ok(JobEnd::ShuttingDown) => Some(ImportOutcome::Failed(MSG_RESTARTED.to_owned())),
+        Err(message) => Some(ImportOutcome::Failed(message)),
+    };
+    match outcome {
+        Some(outcome) => match inner.store.import_finish(id, outcome).await {
+            Ok(Some(import)) => {
+                info!(import = %id, status = import.status.as_str(), assets = import.number_assets_imported, "import ended");
+                inner.count_final(import.status);
+            }
+            Ok(None) => warn!(import = %id, "import vanished from the store"),
+            Err(err) => {
+                warn!(import = %id, error = %err.detail(), "could not record the end of an import")
+            }
+        },
+        None => {
+            if let Ok(Some(status)) = inner.store.import_status(id).await {
+                info!(import = %id, status = status.as_str(), "import stopped");
+                inner.count_final(status);
+            }
+        }
+    }
+    inner.job_ended(id);
+}
+
+/// Reads every device of the hub and writes it, page by page. An `Err` is the user-facing
+/// reason the import failed.
+async fn execute(
+    inner: &Arc<Inner>,
+    job: QueuedJob,
+    cancel: &CancellationToken,
+) -> Result<JobEnd, String> {
+    let QueuedJob {
+        import_id: id,
+        tenant_id,
+        connection,
+        home_location,
+    } = job;
+    let hub_host = connection.host_name().to_owned();
+    let mut options = inner.config.client.clone();
+    options.observer = Some(Arc::new(inner.metrics.clone()));
+    // The client takes the connection string: from here on the secret lives (and dies)
+    // inside it.
+    let client = HubClient::new(connection, options).map_err(|e| hub_failure(&e))?;
+
+    let total = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Ok(JobEnd::Cancelled),
+        _ = inner.shutdown.cancelled() => return Ok(JobEnd::ShuttingDown),
+        total = client.count_devices() => total.map_err(|e| hub_failure(&e))?,
+    };
+    inner
+        .store
+        .import_set_total(id, total)
+        .await
+        .map_err(store_failure)?;
+
+    // The reader owns the last copy of the secret; it ends with this function.
+    let (pages, _reader) = reader::spawn(client, hub_host, home_location);
+    writer::write_all(inner, id, tenant_id, pages, cancel).await
+}
+
+pub(crate) fn hub_failure(err: &HubError) -> String {
+    truncate(err.to_string())
+}
+
+pub(crate) fn store_failure(err: StoreError) -> String {
+    truncate(format!(
+        "the import could not write to the asset store ({err}); start the import again"
+    ))
+}
+
+pub(crate) fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut cut = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_fit_the_swagger_limit_on_a_char_boundary() {
+        let long = "é".repeat(MAX_ERROR_MESSAGE);
+        let cut = truncate(long);
+        assert!(cut.len() <= MAX_ERROR_MESSAGE);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
