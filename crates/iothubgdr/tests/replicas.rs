@@ -311,5 +311,89 @@ async fn a_replica_killed_mid_import_is_reported_failed_by_the_other_within_its_
     assert!(message.contains("restarted"), "{done}");
     let count = imported(&done);
     assert!(count > 0 && count < 3_000, "{done}");
+    let (status, _) = on_b.call(Method::GET, "/archivist/v2/assets", None).await;
+    assert_eq!(status, 200, "B's logs:\n{}", b.logs());
     assert_eq!(on_b.assets().await, count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_bound_is_shared_by_replicas_and_answers_429() {
+    let hub = slow_hub(3_000, 80).await;
+    let files = tempfile::tempdir().expect("dir");
+    let (a, b) = two_replicas(
+        &hub,
+        &files,
+        &[
+            "--imports-queued-per-tenant",
+            "2",
+            "--imports-per-tenant",
+            "1",
+        ],
+    );
+    let flooder = a.tenant_token("flooder").await;
+    let (on_a, on_b) = (Replica::of(&a, &flooder), Replica::of(&b, &flooder));
+    let first = on_a.start_import(&hub.iothub_connection_string()).await;
+    on_b.start_import(&hub.iothub_connection_string()).await;
+    // The third, on either replica, is refused: the bound is counted in the database.
+    for replica in [&on_a, &on_b] {
+        let answer = replica
+            .http
+            .post(format!("{}/archivist/v2/iothubgdr", replica.url))
+            .bearer_auth(&replica.token)
+            .json(
+                &json!({"display_name": "one too many", "secret": hub.iothub_connection_string()}),
+            )
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 429);
+        let headers = answer.headers().clone();
+        assert!(
+            headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(
+            headers["retry-after"],
+            headers["archivist-rate-limit-reset"]
+        );
+        let body: Value = answer.json().await.expect("error body");
+        assert_eq!(body["code"], 8, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("waiting or running"),
+            "{body}"
+        );
+    }
+    let (_, list) = on_b
+        .call(Method::GET, "/archivist/v2/iothubgdr", None)
+        .await;
+    assert_eq!(list["operations"].as_array().expect("operations").len(), 2);
+    // Another tenant is not held up by the flooder.
+    let other = Replica::of(&b, &b.tenant_token("other").await);
+    let theirs = other.start_import(&hub.iothub_connection_string()).await;
+    let started = Instant::now();
+    while status(&other.get(&theirs).await) == "STATUS_PENDING" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the other tenant waited"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // A slot freed by a cancel admits the next import.
+    on_b.call(Method::POST, &format!("/archivist/v2/{first}:cancel"), None)
+        .await;
+    on_b.start_import(&hub.iothub_connection_string()).await;
+    // The refused secrets were dropped: nothing of them in either replica's logs.
+    let key = hub
+        .iothub_connection_string()
+        .split(';')
+        .find_map(|part| part.strip_prefix("SharedAccessKey=").map(str::to_owned))
+        .expect("key");
+    assert!(!a.logs().contains(&key) && !b.logs().contains(&key));
 }
