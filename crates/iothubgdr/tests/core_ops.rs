@@ -14,6 +14,12 @@ async fn health_readiness_and_metrics() {
     assert_eq!(health.status(), 200);
     let ready = client.get(server.url_of("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "database": common::backend()}),
+        "readyz names the database that answered"
+    );
 
     let token = server.tenant_token("acme").await;
     let location = client
