@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
+use iothubgdr_outbound::{refusal_in, HostPattern, OutboundPolicy};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -42,6 +44,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 /// Longest error body quoted in an error message.
 const ERROR_DETAIL_MAX_CHARS: usize = 300;
+/// Most of an error body read at all (the rest is not waited for).
+const ERROR_BODY_MAX_BYTES: usize = 16 * 1024;
+
+/// The largest page body read. IoT Hub's own limits bound a real page: at most 100 twins
+/// ([`MAX_PAGE_SIZE`]), each with tags of at most 8 KB and desired and reported properties
+/// of at most 32 KB each ("Device twins" in "IoT Hub quotas and throttling"), about 7.2 MB
+/// of values in all. The limits leave out `$metadata` (a timestamp and version per leaf,
+/// which can be larger than short values), `$version`, the twin's system fields and JSON
+/// escaping (`\u0000` is six bytes for one): four times that, 32 MiB, keeps a margin no
+/// real page comes near, and one page in memory stays small next to the server's budget.
+pub const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Told about every answer (or failure) of every request, for metrics.
 pub trait RequestObserver: Send + Sync {
@@ -79,13 +92,19 @@ pub struct ClientOptions {
     /// PEM certificates trusted in addition to the webpki roots (a local emulator's CA).
     pub extra_root_ca_pem: Option<Vec<u8>>,
     /// Host to address overrides, like curl's `--resolve`; TLS still checks the host name.
+    /// A pinned host skips DNS and the outbound policy's address rule, not its domain rule.
     pub resolve: Vec<(String, SocketAddr)>,
+    /// Hosts allowed beside the IoT Hub domains of every Azure cloud.
+    pub allowed_hosts: Vec<HostPattern>,
     /// `x-ms-max-item-count`; defaults to [`MAX_PAGE_SIZE`].
     pub page_size: u32,
     /// Total time one page may spend retrying.
     pub retry_budget: Duration,
     /// Time limit of one HTTP request, body included.
     pub request_timeout: Duration,
+    /// Longest wait for one page (or the count), retries and pacing included, before the
+    /// read is given up as stalled.
+    pub idle_timeout: Duration,
     /// Pace under a hub's query quota; `None` is unpaced until a 429 says otherwise.
     pub queries_per_minute: Option<u32>,
     pub observer: Option<Arc<dyn RequestObserver>>,
@@ -96,9 +115,11 @@ impl Default for ClientOptions {
         Self {
             extra_root_ca_pem: None,
             resolve: Vec::new(),
+            allowed_hosts: Vec::new(),
             page_size: MAX_PAGE_SIZE,
             retry_budget: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
             queries_per_minute: None,
             observer: None,
         }
@@ -113,9 +134,11 @@ impl fmt::Debug for ClientOptions {
                 &self.extra_root_ca_pem.as_ref().map(Vec::len),
             )
             .field("resolve", &self.resolve)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("page_size", &self.page_size)
             .field("retry_budget", &self.retry_budget)
             .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("queries_per_minute", &self.queries_per_minute)
             .field("observer", &self.observer.is_some())
             .finish()
@@ -136,6 +159,7 @@ struct Inner {
     page_size: u32,
     retry_budget: Duration,
     request_timeout: Duration,
+    idle_timeout: Duration,
     observer: Option<Arc<dyn RequestObserver>>,
     pacer: Pacer,
     token: StdMutex<Option<SasToken>>,
@@ -166,11 +190,18 @@ struct AttemptFailure {
 }
 
 impl HubClient {
+    /// A client of the connection string's hub. Refuses, before any connection, a host the
+    /// outbound policy does not allow (see [`iothubgdr_outbound`]); every request then
+    /// resolves the host through the policy, and no redirect is ever followed.
     pub fn new(connection: ConnectionString, options: ClientOptions) -> Result<Self, HubError> {
         let invalid = |reason: String| HubError::InvalidOptions { reason };
-        let mut builder = reqwest::Client::builder()
+        let policy = OutboundPolicy::iot_hub()
+            .allow(options.allowed_hosts.iter().cloned())
+            .pin(options.resolve.iter().cloned());
+        policy.check_host(connection.host_name())?;
+        let mut builder = policy
+            .client_builder()
             .use_rustls_tls()
-            .https_only(true)
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -187,9 +218,6 @@ impl HubClient {
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
-        }
-        for (host, addr) in &options.resolve {
-            builder = builder.resolve(host, *addr);
         }
         let http = builder
             .build()
@@ -208,6 +236,7 @@ impl HubClient {
                 page_size: options.page_size,
                 retry_budget: options.retry_budget,
                 request_timeout: options.request_timeout,
+                idle_timeout: options.idle_timeout,
                 observer: options.observer,
                 pacer: Pacer::new(options.queries_per_minute),
                 token: StdMutex::new(None),
@@ -242,8 +271,25 @@ impl HubClient {
     }
 
     /// Fetches one page, retrying within the budget. Every attempt sends the same
-    /// continuation token, so a retried page is the same page.
+    /// continuation token, so a retried page is the same page. Gives up as stalled when the
+    /// idle timeout passes first.
     pub(crate) async fn fetch_page(
+        &self,
+        query: &str,
+        continuation: Option<&str>,
+    ) -> Result<RawPage, HubError> {
+        let idle = self.inner.idle_timeout;
+        match tokio::time::timeout(idle, self.fetch_page_with_retries(query, continuation)).await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(HubError::Stalled {
+                host: self.host_name().to_owned(),
+                idle,
+            }),
+        }
+    }
+
+    async fn fetch_page_with_retries(
         &self,
         query: &str,
         continuation: Option<&str>,
@@ -329,16 +375,64 @@ impl HubClient {
                     }
                 },
             };
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| self.network_failure(e))?;
+            let body = self.read_capped(response, MAX_PAGE_BYTES).await?;
             self.check_body_is_json(&body)?;
             return Ok(RawPage { body, continuation });
         }
+        if status.is_redirection() {
+            // Neither the Location nor the body is read: both are the hub's words about
+            // somewhere else.
+            return Err(self.redirect_failure(status));
+        }
         let retry_after = parse_retry_after(response.headers());
-        let detail = error_detail(response.bytes().await.unwrap_or_default());
+        let body = self
+            .read_capped(response, ERROR_BODY_MAX_BYTES)
+            .await
+            .unwrap_or_default();
+        let detail = error_detail(body);
         Err(self.status_failure(status, retry_after, detail))
+    }
+
+    /// The body, read chunk by chunk and abandoned as soon as it passes `limit` bytes, so a
+    /// hostile hub cannot make the service hold more than one capped page.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<bytes::Bytes, AttemptFailure> {
+        let too_large = || AttemptFailure {
+            outcome: RequestOutcome::Other,
+            retryable: false,
+            retry_after: None,
+            error: HubError::PageTooLarge {
+                host: self.host_name().to_owned(),
+                limit_mib: limit / (1024 * 1024),
+            },
+        };
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit as u64 {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::with_capacity(announced as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.network_failure(e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    fn redirect_failure(&self, status: StatusCode) -> AttemptFailure {
+        AttemptFailure {
+            outcome: RequestOutcome::Other,
+            retryable: false,
+            retry_after: None,
+            error: HubError::Redirected {
+                host: self.host_name().to_owned(),
+                status: status.as_u16(),
+            },
+        }
     }
 
     /// A body that stops mid-JSON is a broken connection, worth another try; a complete
@@ -429,6 +523,14 @@ impl HubClient {
     }
 
     fn network_failure(&self, error: reqwest::Error) -> AttemptFailure {
+        if let Some(refusal) = refusal_in(&error) {
+            return AttemptFailure {
+                outcome: RequestOutcome::Other,
+                retryable: false,
+                retry_after: None,
+                error: HubError::Refused(refusal.clone()),
+            };
+        }
         let retryable = !error.is_builder();
         AttemptFailure {
             outcome: RequestOutcome::Network,
@@ -523,9 +625,13 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds).min(RETRY_AFTER_MAX))
 }
 
-/// The hub's error body, shortened, for a rejected request (e.g. a query syntax error).
+/// The hub's error body, shortened and without control characters (it is the hub's text,
+/// shown to users and written to logs), for a rejected request (e.g. a query syntax error).
 fn error_detail(body: bytes::Bytes) -> String {
-    let text = String::from_utf8_lossy(&body);
+    let text: String = String::from_utf8_lossy(&body)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let text = text.trim();
     if text.is_empty() {
         return "no details".to_owned();

@@ -13,10 +13,6 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-/// The registry host of an IoT Hub is `<hub name>` under this domain; the Event
-/// Hub-compatible form only names the hub (`EntityPath`), so the host is built from it.
-const IOT_HUB_DOMAIN: &str = "azure-devices.net";
-
 /// Azure keys are padded base64, but a copy-paste that lost the padding is still
 /// the same key, so padding is optional.
 const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -67,6 +63,8 @@ pub enum ConnectionStringError {
     InvalidHostName,
     #[error("the Endpoint is not an sb://<namespace>.servicebus.windows.net/ address")]
     InvalidEndpoint,
+    #[error("the Endpoint is not under the Service Bus domain of a known Azure cloud (servicebus.windows.net, servicebus.chinacloudapi.cn, servicebus.usgovcloudapi.net); use the IoT Hub form (HostName=...)")]
+    UnknownCloudEndpoint,
     #[error("the EntityPath is not a valid IoT Hub name")]
     InvalidEntityPath,
     #[error("the SharedAccessKeyName is not a valid policy name")]
@@ -106,13 +104,13 @@ impl ConnectionString {
                 (ConnectionStringForm::IotHub, parse_host_name(host)?)
             }
             (None, Some(endpoint)) => {
-                validate_endpoint(endpoint)?;
+                let iot_hub_domain = iot_hub_domain_of_endpoint(endpoint)?;
                 let hub = parts
                     .entity_path
                     .ok_or(ConnectionStringError::MissingEntityPath)?;
                 (
                     ConnectionStringForm::EventHubCompatible,
-                    host_from_entity_path(hub)?,
+                    host_from_entity_path(hub, iot_hub_domain)?,
                 )
             }
             (None, None) if parts.entity_path.is_some() => {
@@ -138,8 +136,9 @@ impl ConnectionString {
         })
     }
 
-    /// The registry host: `HostName`, or `<EntityPath>.azure-devices.net` for the Event
-    /// Hub-compatible form. Lowercased (host names are case-insensitive, and the SAS
+    /// The registry host: `HostName`, or `<EntityPath>.<IoT Hub domain>` for the Event
+    /// Hub-compatible form, in the cloud of its Service Bus endpoint
+    /// (`servicebus.chinacloudapi.cn` → `azure-devices.cn`, …). Lowercased (host names are case-insensitive, and the SAS
     /// resource URI is signed lowercased).
     pub fn host_name(&self) -> &str {
         &self.host_name
@@ -288,17 +287,27 @@ fn parse_host_name(host: &str) -> Result<String, ConnectionStringError> {
     Ok(host.to_ascii_lowercase())
 }
 
-fn validate_endpoint(endpoint: &str) -> Result<(), ConnectionStringError> {
+/// The IoT Hub domain of the cloud whose Service Bus domain the endpoint is under: a hub's
+/// built-in Event Hub-compatible endpoint lives in the same cloud as its registry.
+fn iot_hub_domain_of_endpoint(endpoint: &str) -> Result<&'static str, ConnectionStringError> {
     let url = url::Url::parse(endpoint).map_err(|_| ConnectionStringError::InvalidEndpoint)?;
-    if url.scheme() != "sb" || url.host_str().is_none_or(str::is_empty) {
-        return Err(ConnectionStringError::InvalidEndpoint);
-    }
-    Ok(())
+    let host = match url.host() {
+        Some(url::Host::Domain(host)) if url.scheme() == "sb" && !host.is_empty() => {
+            host.to_ascii_lowercase()
+        }
+        _ => return Err(ConnectionStringError::InvalidEndpoint),
+    };
+    iothubgdr_outbound::cloud_of_service_bus_host(&host)
+        .map(|cloud| cloud.iot_hub_domain)
+        .ok_or(ConnectionStringError::UnknownCloudEndpoint)
 }
 
 /// IoT Hub names are 3 to 50 characters of letters, digits and hyphens (Azure's naming
 /// rules for Microsoft.Devices/IotHubs).
-fn host_from_entity_path(hub: &str) -> Result<String, ConnectionStringError> {
+fn host_from_entity_path(
+    hub: &str,
+    iot_hub_domain: &str,
+) -> Result<String, ConnectionStringError> {
     let valid = (3..=50).contains(&hub.len())
         && hub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !hub.starts_with('-')
@@ -306,7 +315,7 @@ fn host_from_entity_path(hub: &str) -> Result<String, ConnectionStringError> {
     if !valid {
         return Err(ConnectionStringError::InvalidEntityPath);
     }
-    Ok(format!("{}.{IOT_HUB_DOMAIN}", hub.to_ascii_lowercase()))
+    Ok(format!("{}.{iot_hub_domain}", hub.to_ascii_lowercase()))
 }
 
 /// Policy names go into the SAS token's `skn`; keep them to what Azure allows
@@ -365,6 +374,37 @@ mod tests {
         assert_eq!(cs.policy_name(), "iothubowner");
         assert_eq!(cs.form(), ConnectionStringForm::EventHubCompatible);
         assert_eq!(cs.key(), KEY_BYTES);
+    }
+
+    #[test]
+    fn event_hub_form_maps_to_the_registry_of_its_own_cloud() {
+        let cases = [
+            ("iothub-ns-x-1-a.servicebus.windows.net", "plant-7.azure-devices.net"),
+            ("iothub-ns-x-1-a.servicebus.chinacloudapi.cn", "plant-7.azure-devices.cn"),
+            ("iothub-ns-x-1-a.servicebus.usgovcloudapi.net", "plant-7.azure-devices.us"),
+            ("IOTHUB-NS.ServiceBus.Windows.Net", "plant-7.azure-devices.net"),
+        ];
+        for (namespace, host) in cases {
+            let s = format!("Endpoint=sb://{namespace}/;SharedAccessKeyName=service;SharedAccessKey={KEY_B64};EntityPath=Plant-7");
+            let cs = ConnectionString::parse(&s).unwrap();
+            assert_eq!(cs.host_name(), host, "{namespace}");
+        }
+        for namespace in [
+            "ns.servicebus.cloudapi.de",
+            "ns.example.com",
+            "127.0.0.1",
+            "ns.servicebus.windows.net.evil.com",
+        ] {
+            let s = format!("Endpoint=sb://{namespace}/;SharedAccessKeyName=service;SharedAccessKey={KEY_B64};EntityPath=hub");
+            let err = ConnectionString::parse(&s).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConnectionStringError::UnknownCloudEndpoint | ConnectionStringError::InvalidEndpoint
+                ),
+                "{namespace}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum HubErrorKind {
     Network,
     /// The hub answered something that is not the IoT Hub query API.
     Protocol,
+    /// The outbound policy refused the host before any connection (domain not allowed, IP
+    /// literal, or a name that resolves to an internal address).
+    Refused,
     /// Anything else (a rejected query, server errors past the budget, bad options).
     Other,
 }
@@ -46,6 +49,25 @@ pub enum HubError {
     },
     #[error("the IoT Hub client could not be set up: {reason}")]
     InvalidOptions { reason: String },
+    #[error("{0}")]
+    Refused(#[from] iothubgdr_outbound::Refusal),
+    /// Where it pointed is deliberately not said: a redirect is the hub's text, and
+    /// following it (or repeating it) could reach the service's own network.
+    #[error("the IoT Hub {host} answered with a redirect (HTTP {status}); redirects are never followed")]
+    Redirected { host: String, status: u16 },
+    #[error("the IoT Hub {host} sent a page larger than {limit_mib} MiB, more than IoT Hub's own limits allow (100 twins, tags 8 KB, desired and reported properties 32 KB each)")]
+    PageTooLarge { host: String, limit_mib: usize },
+    #[error("the IoT Hub {host} answered the same continuation token twice: it would page forever")]
+    ContinuationLoop { host: String },
+    #[error("the IoT Hub {host} kept sending devices past the {reported} it reported ({sent} sent; at most {limit} are read)")]
+    Overshoot {
+        host: String,
+        reported: u64,
+        sent: u64,
+        limit: u64,
+    },
+    #[error("the IoT Hub {host} sent nothing for {}s", idle.as_secs())]
+    Stalled { host: String, idle: Duration },
 }
 
 impl HubError {
@@ -55,7 +77,13 @@ impl HubError {
             HubError::HubNotFound { .. } => HubErrorKind::HubNotFound,
             HubError::Throttled { .. } => HubErrorKind::Throttled,
             HubError::Network { .. } => HubErrorKind::Network,
-            HubError::Protocol { .. } => HubErrorKind::Protocol,
+            HubError::Protocol { .. }
+            | HubError::Redirected { .. }
+            | HubError::PageTooLarge { .. }
+            | HubError::ContinuationLoop { .. }
+            | HubError::Overshoot { .. } => HubErrorKind::Protocol,
+            HubError::Refused(_) => HubErrorKind::Refused,
+            HubError::Stalled { .. } => HubErrorKind::Network,
             HubError::ServerError { .. }
             | HubError::Rejected { .. }
             | HubError::InvalidOptions { .. } => HubErrorKind::Other,

@@ -1,6 +1,7 @@
 //! Azure IoT Hub service client: connection strings, shared access signatures, and a
 //! device twin query that pages safely (retries within a budget, same continuation token
-//! on retry, pacing under the hub's query quota).
+//! on retry, pacing under the hub's query quota), reaching only the hosts the outbound policy
+//! allows and reading no more than a real hub can send.
 
 mod client;
 mod connection_string;
@@ -11,11 +12,13 @@ mod sas;
 mod twin;
 
 pub use client::{
-    ClientOptions, HubClient, RequestObserver, RequestOutcome, API_VERSION, MAX_PAGE_SIZE,
+    ClientOptions, HubClient, RequestObserver, RequestOutcome, API_VERSION, MAX_PAGE_BYTES,
+    MAX_PAGE_SIZE,
 };
 pub use connection_string::{ConnectionString, ConnectionStringError, ConnectionStringForm};
 pub use error::{HubError, HubErrorKind};
-pub use query::DevicePages;
+pub use iothubgdr_outbound::{HostPattern, Refusal};
+pub use query::{overshoot_limit, DevicePages};
 pub use sas::generate_sas_token;
 pub use twin::{decode_device_count, decode_twin_page, Capabilities, Twin};
 

@@ -6,6 +6,7 @@
 //! and trusting [`RunningEmulator::ca_cert_pem`].
 
 mod error;
+mod hostile;
 mod model;
 mod query;
 mod registry;
@@ -29,6 +30,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use zeroize::Zeroize;
+
+pub use crate::hostile::Hostility;
 
 use crate::error::HubError;
 use crate::registry::Registry;
@@ -122,6 +125,9 @@ pub struct Faults {
     pub latency: Duration,
     /// A smaller page-size cap than `max_page_size`.
     pub page_size_cap: Option<u32>,
+    /// Twin query answers no real hub gives (loops, lies, huge pages, redirects, twins over
+    /// the limits), for tests of clients.
+    pub hostility: Hostility,
 }
 
 #[derive(Clone, Debug)]

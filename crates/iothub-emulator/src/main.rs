@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             drop_rate: rate("drop-rate", args.drop_rate)?,
             latency: Duration::from_millis(args.latency_ms),
             page_size_cap: args.page_size_cap,
+            ..Faults::default()
         },
         ..EmulatorConfig::with_seed(args.seed)
     };

@@ -181,6 +181,12 @@ async fn query_twins(
             format!("Query is invalid or not supported by the emulator: {reason}"),
         )
     })?;
+    let hostility = shared.faults().hostility;
+    let count_query = matches!(parsed.selection, Selection::Count { .. });
+    if let Some(response) = crate::hostile::intercept(&hostility, count_query) {
+        shared.stats.queries_served.fetch_add(1, Ordering::Relaxed);
+        return Ok(response);
+    }
     let page_size = match headers.get("x-ms-max-item-count") {
         None => shared.effective_max_page(),
         Some(value) => {
@@ -199,13 +205,14 @@ async fn query_twins(
         .get("x-ms-continuation")
         .and_then(|v| v.to_str().ok())
     {
+        _ if crate::hostile::repeats_continuation(&hostility) => None,
         Some(token) if !token.trim().is_empty() => Some(decode_continuation(token)?),
         _ => None,
     };
     shared.stats.queries_served.fetch_add(1, Ordering::Relaxed);
 
     if let Selection::Count { alias } = &parsed.selection {
-        let total = shared.registry_read().count(&parsed);
+        let total = crate::hostile::reported_count(&hostility, shared.registry_read().count(&parsed));
         let body = to_json(&serde_json::json!([{ alias.as_str(): total }]))?;
         let mut response = json_response(StatusCode::OK, body);
         response
@@ -233,7 +240,7 @@ async fn query_twins(
             if served > 0 {
                 out.push(b',');
             }
-            if serde_json::to_writer(&mut out, &record.twin_json()).is_err() {
+            if crate::hostile::write_twin(&hostility, served, &record.twin_json(), &mut out).is_err() {
                 failed = true;
                 return ControlFlow::Break(());
             }
@@ -257,6 +264,10 @@ async fn query_twins(
     let mut response = json_response(StatusCode::OK, out);
     let response_headers = response.headers_mut();
     response_headers.insert("x-ms-item-type", HeaderValue::from_static("twin"));
+    if crate::hostile::repeats_continuation(&hostility) {
+        more = true;
+        last_id = Some("hostile-loop".to_owned());
+    }
     if let (true, Some(last)) = (more, last_id) {
         if let Ok(value) = HeaderValue::from_str(&encode_continuation(&last)) {
             response_headers.insert("x-ms-continuation", value);

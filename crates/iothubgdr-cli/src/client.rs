@@ -54,8 +54,11 @@ struct CreateImport<'a> {
 #[derive(Deserialize)]
 struct Empty {}
 
+/// No redirect is followed: requests carry a bearer token, a client secret or a connection
+/// string, and a redirect would hand them to wherever the answer points.
 fn http_client() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("iothubgdr-cli/", env!("CARGO_PKG_VERSION")))
@@ -116,9 +119,45 @@ fn unreachable(base: &Url, err: &reqwest::Error) -> ClientError {
     }
 }
 
+/// Whether `base` is plain HTTP to a host other than this machine: credentials sent there can
+/// be read on the way.
+fn is_plain_http_off_machine(base: &Url) -> bool {
+    if base.scheme() != "http" {
+        return false;
+    }
+    match base.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+        None => true,
+    }
+}
+
+/// Warns (once per process) before credentials go over plain HTTP to another machine.
+fn warn_if_plain_http(base: &Url) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if is_plain_http_off_machine(base) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "warning: sending credentials over plain HTTP to {}: anyone on the network path can read them; use an https:// --url",
+                crate::safe_text::value(base.host_str().unwrap_or_default())
+            );
+        });
+    }
+}
+
 /// Turns a non-success answer into the error that says what to do.
 async fn error_from_response(response: reqwest::Response) -> ClientError {
     let status = response.status();
+    if status.is_redirection() {
+        return ClientError::Unexpected {
+            status: status.as_u16(),
+            message: "the server answered with a redirect, which this client never follows (it would carry credentials elsewhere); give the final address in --url".to_owned(),
+        };
+    }
     let text = response.text().await.unwrap_or_default();
     let message = serde_json::from_str::<RuntimeError>(&text)
         .ok()
@@ -154,6 +193,7 @@ impl ApiClient {
     /// `Authorization: Bearer <token>`.
     pub fn new(url: &str, token: SecretString) -> Result<Self, ClientError> {
         let base = parse_base_url(url)?;
+        warn_if_plain_http(&base);
         let header = Zeroizing::new(format!("Bearer {}", token.expose()));
         let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
             ClientError::Credentials(
@@ -176,6 +216,7 @@ impl ApiClient {
         client_secret: &SecretString,
     ) -> Result<SecretString, ClientError> {
         let base = parse_base_url(url)?;
+        warn_if_plain_http(&base);
         let response = http_client()?
             .post(endpoint(&base, "/archivist/iam/v1/appidp/token")?)
             .form(&[
@@ -389,6 +430,67 @@ mod erased {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_flagged_only_off_this_machine() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST.",
+            "http://api.localhost",
+            "https://iothubgdr.example.com",
+            "https://10.0.0.5",
+        ] {
+            assert!(!is_plain_http_off_machine(&parse_base_url(url).unwrap()), "{url}");
+        }
+        for url in [
+            "http://iothubgdr.example.com",
+            "http://10.0.0.5:8080",
+            "http://[2001:db8::1]",
+            "http://localhost.example.com",
+        ] {
+            assert!(is_plain_http_off_machine(&parse_base_url(url).unwrap()), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_with_credentials() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The redirect's target counts the connections it receives.
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_port = target.local_addr().unwrap().port();
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = reached.clone();
+        tokio::spawn(async move {
+            if target.accept().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = server.accept().await {
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let answer = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/steal\r\nContent-Length: 0\r\n\r\n");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let secret = SecretString::new("client-secret-value".to_owned());
+        let err = ApiClient::token_from_client_credentials(&url, "id", &secret)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect"), "{err}");
+        assert!(!err.to_string().contains("steal"), "{err}");
+        let client = ApiClient::new(&url, SecretString::new("token".to_owned())).unwrap();
+        let err = client.get_import("iothubgdr/00000000-0000-0000-0000-000000000001").await.unwrap_err();
+        assert!(err.to_string().contains("redirect"), "{err}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst), "the redirect was followed");
+    }
 
     #[test]
     fn base_urls_are_checked_and_normalised() {

@@ -338,7 +338,10 @@ async fn start_import(
         .start_import(&args.display_name, secret, args.location.as_deref())
         .await?;
     let operation = if args.wait && started.state() != OperationState::Failed {
-        eprintln!("started import {}", started.identity);
+        eprintln!(
+            "started import {}",
+            crate::safe_text::value(&started.identity)
+        );
         let options = WaitOptions {
             progress: args.progress.into(),
             interrupt: InterruptMode::AskToCancel,
@@ -356,8 +359,8 @@ async fn start_import(
     if operation.state() == OperationState::Failed && !args.wait {
         eprintln!(
             "import {} failed: {}",
-            operation.identity,
-            operation.error_message().unwrap_or("no error message")
+            crate::safe_text::value(&operation.identity),
+            crate::safe_text::value(operation.error_message().unwrap_or("no error message"))
         );
     }
     let stdout = match args.output.output {

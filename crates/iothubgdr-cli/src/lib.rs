@@ -34,6 +34,7 @@ mod error;
 mod ids;
 mod models;
 mod output;
+mod safe_text;
 mod secret;
 mod wait;
 
@@ -90,7 +91,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
             if let Err(err) = stdout
-                .write_all(outcome.stdout.as_bytes())
+                .write_all(safe_text::block(&outcome.stdout).as_bytes())
                 .and_then(|()| stdout.flush())
             {
                 // A closed pipe (`| head`) is not worth a message; anything else is.
@@ -102,7 +103,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
             ExitCode::from(outcome.code)
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", safe_text::block(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }

@@ -169,6 +169,17 @@ impl Operation {
             value_as_u64(nested.get("number_devices_total")?)
         })
     }
+
+    /// Twins the server did not copy because they break IoT Hub's limits (inside `result`
+    /// or `error`).
+    pub fn devices_refused(&self) -> Option<u64> {
+        let nested = self
+            .result
+            .as_ref()
+            .map(|r| &r.extra)
+            .or(self.error.as_ref().map(|e| &e.extra))?;
+        value_as_u64(nested.get("number_devices_refused")?)
+    }
 }
 
 /// `GET /archivist/v2/iothubgdr`.

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::models::{Asset, Location, Operation};
+use crate::safe_text;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -19,6 +20,11 @@ pub enum OutputFormat {
 /// Columns padded to their widest cell, separated by two spaces; the last column is not
 /// padded, so lines carry no trailing blanks.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| safe_text::value(cell).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -55,6 +61,7 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
     fields
         .iter()
         .map(|(key, value)| {
+            let value = safe_text::value(value);
             let line = format!("{key:<width$}  {value}");
             format!("{}\n", line.trim_end())
         })
@@ -127,6 +134,9 @@ pub fn import_fields(op: &Operation) -> String {
         ),
         ("location:", op.location().unwrap_or("").to_owned()),
     ];
+    if let Some(refused) = op.devices_refused().filter(|n| *n > 0) {
+        fields.push(("devices refused:", refused.to_string()));
+    }
     if let Some(message) = op.error_message() {
         fields.push(("error:", message.to_owned()));
     }
@@ -201,6 +211,23 @@ pub fn assets_table(assets: &[Asset]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_text_cannot_fake_rows_or_drive_the_terminal() {
+        let table = render_table(
+            &["ID", "NOTE"],
+            &[vec![
+                "dev\n1  forged-row".to_owned(),
+                "\u{1b}]0;title\u{7}\u{202e}gnp.exe".to_owned(),
+            ]],
+        );
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(!table.contains('\u{202e}'));
+        assert!(table.contains("dev\\u000a1"), "{table}");
+        let fields = render_fields(&[("error:", "bad\r\u{1b}[2Kgood".to_owned())]);
+        assert_eq!(fields, "error:  bad\\u000d\\u001b[2Kgood\n");
+    }
 
     #[test]
     fn columns_are_aligned_without_trailing_blanks() {

@@ -11,6 +11,7 @@ use crate::client::ApiClient;
 use crate::error::ClientError;
 use crate::ids;
 use crate::models::{Operation, OperationState};
+use crate::safe_text;
 
 /// How progress is shown while waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -283,7 +284,7 @@ impl Reporter {
                 Some((at, last_state)) => last_state != state || at.elapsed() >= LINE_INTERVAL,
             };
             if due && !is_done(operation) {
-                eprintln!("{}", self.progress_line(operation));
+                eprintln!("{}", safe_text::block(&self.progress_line(operation)));
                 self.last_line = Some((Instant::now(), state));
             }
         }
@@ -309,8 +310,8 @@ impl Reporter {
     /// Something worth saying that is not progress (a retried failure).
     fn note(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
-            None if self.lines => eprintln!("{text}"),
+            Some(bar) => bar.suspend(|| eprintln!("{}", safe_text::block(text))),
+            None if self.lines => eprintln!("{}", safe_text::block(text)),
             None => {}
         }
     }
@@ -336,7 +337,10 @@ impl Reporter {
             bar.finish_and_clear();
         }
         if show {
-            eprintln!("{}", summary(operation, self.started.elapsed()));
+            eprintln!(
+                "{}",
+                safe_text::block(&summary(operation, self.started.elapsed()))
+            );
         }
     }
 }

@@ -4,6 +4,9 @@
 //! (desired and reported) are deliberately left out: they are free-form, written by device
 //! builders, and are where people put things that should never be copied into another
 //! system. A twin query never returns device keys, and nothing here would copy one.
+//!
+//! A twin that breaks IoT Hub's own limits ([`check_twin`]) cannot have come from a real hub
+//! and is not copied at all: the import counts it as refused.
 
 use iothub_client::Twin;
 use iothubgdr_store::{AssetUpsert, Attributes};
@@ -15,6 +18,121 @@ pub const BEHAVIOURS: &[&str] = &["RecordEvidence", "Attachments"];
 pub const DISPLAY_TYPE_EDGE: &str = "IoT Edge Device";
 pub const DISPLAY_TYPE_LEAF: &str = "IoT Device";
 
+/// IoT Hub's limit on a device id: "a case-sensitive string (up to 128 characters long) of
+/// ASCII 7-bit alphanumeric characters plus the following special characters:
+/// `- : . + % _ # * ? ! ( ) , = @ ; $ '`" (device identity properties, "Understand the
+/// identity registry in your IoT hub").
+pub const MAX_DEVICE_ID_CHARS: usize = 128;
+const DEVICE_ID_SPECIALS: &[u8] = b"-:.+%_#*?!(),=@;$'";
+/// IoT Hub's limit on a twin's tags: 8 KB ("Tags, desired properties, and reported
+/// properties ... Size: ... 8 KB for tags", device twins guide), measured here as compact
+/// JSON.
+pub const MAX_TAGS_BYTES: usize = 8 * 1024;
+/// Twin facts copied as attributes (status reason, model id, …) are short in IoT Hub
+/// (`statusReason` is at most 128 characters, a model id 128 …); anything longer than the
+/// API's own field limit did not come from a hub.
+pub const MAX_FACT_CHARS: usize = 1024;
+
+/// Why a twin is not copied. Its text never quotes the twin (the id is logged separately,
+/// escaped and cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinRefusal {
+    DeviceIdEmpty,
+    DeviceIdTooLong,
+    DeviceIdCharacters,
+    TagsTooLarge,
+    FactTooLong(&'static str),
+}
+
+impl std::fmt::Display for TwinRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TwinRefusal::DeviceIdEmpty => f.write_str("the device id is empty"),
+            TwinRefusal::DeviceIdTooLong => write!(
+                f,
+                "the device id is longer than IoT Hub's {MAX_DEVICE_ID_CHARS} characters"
+            ),
+            TwinRefusal::DeviceIdCharacters => {
+                f.write_str("the device id has characters IoT Hub does not allow")
+            }
+            TwinRefusal::TagsTooLarge => write!(
+                f,
+                "the tags are larger than IoT Hub's {} KB",
+                MAX_TAGS_BYTES / 1024
+            ),
+            TwinRefusal::FactTooLong(field) => {
+                write!(f, "{field} is longer than {MAX_FACT_CHARS} characters")
+            }
+        }
+    }
+}
+
+/// Checks a twin against IoT Hub's own limits. Runs on every twin of every import, so it
+/// allocates nothing.
+pub fn check_twin(twin: &Twin) -> Result<(), TwinRefusal> {
+    let id = twin.device_id.as_bytes();
+    if id.is_empty() {
+        return Err(TwinRefusal::DeviceIdEmpty);
+    }
+    if id.len() > MAX_DEVICE_ID_CHARS {
+        return Err(TwinRefusal::DeviceIdTooLong);
+    }
+    if !id
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || DEVICE_ID_SPECIALS.contains(b))
+    {
+        return Err(TwinRefusal::DeviceIdCharacters);
+    }
+    let facts = [
+        ("status", &twin.status),
+        ("statusReason", &twin.status_reason),
+        ("connectionState", &twin.connection_state),
+        ("lastActivityTime", &twin.last_activity_time),
+        ("authenticationType", &twin.authentication_type),
+        ("modelId", &twin.model_id),
+        ("deviceScope", &twin.device_scope),
+        ("etag", &twin.etag),
+    ];
+    for (field, value) in facts {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_FACT_CHARS) {
+            return Err(TwinRefusal::FactTooLong(field));
+        }
+    }
+    if let Some(tags) = &twin.tags {
+        let mut size = ByteCounter::default();
+        if serde_json::to_writer(&mut size, tags).is_err() || size.0 > MAX_TAGS_BYTES {
+            return Err(TwinRefusal::TagsTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// Counts what is written to it (the compact JSON size of tags, without building it).
+#[derive(Default)]
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A hub-controlled device id made safe for a log line: escaped (no control or bidi
+/// characters reach the log) and cut to 64 characters.
+pub fn loggable_device_id(id: &str) -> String {
+    const MAX: usize = 64;
+    let mut text: String = id.chars().take(MAX).flat_map(char::escape_debug).collect();
+    if id.chars().nth(MAX).is_some() {
+        text.push('…');
+    }
+    text
+}
+
 /// The natural key of a device: one asset per (tenant, hub, device id). Hub host names are
 /// case-insensitive, device ids are case-sensitive in IoT Hub.
 pub fn source_key(hub_host: &str, device_id: &str) -> String {
@@ -23,6 +141,39 @@ pub fn source_key(hub_host: &str, device_id: &str) -> String {
         hub_host.to_ascii_lowercase(),
         device_id
     )
+}
+
+/// A page of twins made into assets: the twins over IoT Hub's limits are counted, not
+/// copied.
+#[derive(Debug, Default)]
+pub struct MappedPage {
+    pub assets: Vec<AssetUpsert>,
+    pub refused: u64,
+}
+
+/// Maps a page, telling `on_refused` about each twin that [`check_twin`] refuses.
+pub fn map_page(
+    hub_host: &str,
+    twins: &[Twin],
+    home_location: Option<&str>,
+    mut on_refused: impl FnMut(&Twin, TwinRefusal),
+) -> MappedPage {
+    let mut page = MappedPage {
+        assets: Vec::with_capacity(twins.len()),
+        refused: 0,
+    };
+    for twin in twins {
+        match check_twin(twin) {
+            Ok(()) => page
+                .assets
+                .push(device_asset(hub_host, twin, home_location)),
+            Err(reason) => {
+                page.refused += 1;
+                on_refused(twin, reason);
+            }
+        }
+    }
+    page
 }
 
 /// The asset an import writes for one device twin.
@@ -135,6 +286,59 @@ mod tests {
             !all.contains("do-not-copy"),
             "twin properties must not be copied"
         );
+    }
+
+    #[test]
+    fn twins_within_iot_hub_limits_pass() {
+        let ok = twin(serde_json::json!({
+            "deviceId": format!("{}{}", "a".repeat(110), "-:.+%_#*?!(),=@;$'"),
+            "statusReason": "r".repeat(MAX_FACT_CHARS),
+            "tags": {"t": "x".repeat(MAX_TAGS_BYTES - 20)}
+        }));
+        assert_eq!(ok.device_id.len(), MAX_DEVICE_ID_CHARS);
+        assert_eq!(check_twin(&ok), Ok(()));
+    }
+
+    #[test]
+    fn twins_over_iot_hub_limits_are_refused() {
+        let cases = [
+            (serde_json::json!({"deviceId": ""}), TwinRefusal::DeviceIdEmpty),
+            (
+                serde_json::json!({"deviceId": "a".repeat(MAX_DEVICE_ID_CHARS + 1)}),
+                TwinRefusal::DeviceIdTooLong,
+            ),
+            (serde_json::json!({"deviceId": "a/b"}), TwinRefusal::DeviceIdCharacters),
+            (serde_json::json!({"deviceId": "a b"}), TwinRefusal::DeviceIdCharacters),
+            (serde_json::json!({"deviceId": "a\u{7}b"}), TwinRefusal::DeviceIdCharacters),
+            (serde_json::json!({"deviceId": "é"}), TwinRefusal::DeviceIdCharacters),
+            (serde_json::json!({"deviceId": "a\u{202e}b"}), TwinRefusal::DeviceIdCharacters),
+            (
+                serde_json::json!({"deviceId": "d", "tags": {"t": "x".repeat(MAX_TAGS_BYTES)}}),
+                TwinRefusal::TagsTooLarge,
+            ),
+            (
+                serde_json::json!({"deviceId": "d", "tags": {"t": "x".repeat(1 << 20)}}),
+                TwinRefusal::TagsTooLarge,
+            ),
+            (
+                serde_json::json!({"deviceId": "d", "modelId": "m".repeat(MAX_FACT_CHARS + 1)}),
+                TwinRefusal::FactTooLong("modelId"),
+            ),
+        ];
+        for (json, expected) in cases {
+            let t = twin(json);
+            assert_eq!(check_twin(&t), Err(expected), "{:?}", t.device_id);
+        }
+    }
+
+    #[test]
+    fn refused_ids_are_logged_escaped_and_cut() {
+        assert_eq!(loggable_device_id("plain-id"), "plain-id");
+        let hostile = format!("a\u{1b}[31m\n\u{202e}{}", "z".repeat(200));
+        let shown = loggable_device_id(&hostile);
+        assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}'), "{shown}");
+        assert!(shown.contains("\\u{1b}") && shown.ends_with('…'), "{shown}");
+        assert!(shown.chars().count() < 100);
     }
 
     #[test]

@@ -579,6 +579,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn import_add_refused(&self, id: Uuid, refused: u64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE imports SET number_devices_refused = number_devices_refused + $1 WHERE id = $2",
+        )
+        .bind(i64::try_from(refused).unwrap_or(i64::MAX))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn import_write_page(
         &self,
         id: Uuid,

@@ -152,6 +152,7 @@ pub(crate) fn import_from_row(row: &PgRow) -> StoreResult<Import> {
         error_message: row.try_get("error_message").map_err(backend)?,
         number_assets_imported: u64_col(row, "number_assets_imported")?,
         number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
+        number_devices_refused: u64_col(row, "number_devices_refused")?,
         hub_host: row.try_get("hub_host").map_err(backend)?,
         worker_id: row
             .try_get::<Option<Uuid>, _>("worker_id")

@@ -575,6 +575,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn import_add_refused(&self, id: Uuid, refused: u64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE imports SET number_devices_refused = number_devices_refused + ? WHERE id = ?",
+        )
+        .bind(i64::try_from(refused).unwrap_or(i64::MAX))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn import_write_page(
         &self,
         id: Uuid,

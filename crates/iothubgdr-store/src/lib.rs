@@ -242,6 +242,8 @@ pub struct Import {
     pub number_assets_imported: u64,
     /// The hub's device count when the engine learned it.
     pub number_devices_total: Option<u64>,
+    /// Twins not copied because they break IoT Hub's own limits.
+    pub number_devices_refused: u64,
     /// The hub's host name, once the secret was parsed (not a secret).
     pub hub_host: Option<String>,
     /// The server process that holds this import's secret in memory and runs it.
@@ -394,6 +396,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Uuid>>;
     /// Records the hub's device count on an import (the engine's progress total).
     async fn import_set_total(&self, id: Uuid, total: u64) -> StoreResult<()>;
+    /// Adds `refused` to the import's `number_devices_refused` (twins over IoT Hub's limits,
+    /// counted and not copied).
+    async fn import_add_refused(&self, id: Uuid, refused: u64) -> StoreResult<()>;
     /// Upserts a page of assets (by `(tenant, source_key)`) and adds the number of distinct
     /// keys written to `number_assets_imported`, in one transaction, only while the import
     /// is in progress.

@@ -69,6 +69,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let import = ImportArgs {
         iothub_ca_file: Some(ca_file),
         iothub_resolve: vec![(hub.host_name(), hub.addr())],
+        iothub_allowed_host: Vec::new(),
+        iothub_idle_timeout: Duration::from_secs(300),
         iothub_page_size: iothub_client::MAX_PAGE_SIZE,
         iothub_queries_per_minute: None,
         iothub_retry_budget: Duration::from_secs(120),

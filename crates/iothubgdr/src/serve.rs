@@ -96,9 +96,20 @@ pub struct ImportArgs {
     #[arg(long, env = "IOTHUBGDR_IOTHUB_CA_FILE", value_name = "PEM")]
     pub iothub_ca_file: Option<PathBuf>,
     /// Reach an IoT Hub host at another address, keeping its name for TLS (like curl's
-    /// --resolve). Repeatable; comma-separated in the environment variable.
+    /// --resolve). A pinned host may be reached at a loopback or private address (the
+    /// emulator, a Private Link endpoint), but must still be under an allowed domain.
+    /// Repeatable; comma-separated in the environment variable.
     #[arg(long, env = "IOTHUBGDR_IOTHUB_RESOLVE", value_name = "HOST=ADDR:PORT", value_delimiter = ',', value_parser = parse_resolve)]
     pub iothub_resolve: Vec<(String, SocketAddr)>,
+    /// Also allow IoT Hub hosts matching this pattern (`*.azure-devices.contoso.internal`
+    /// or an exact host), beside the IoT Hub domains of the Azure clouds
+    /// (*.azure-devices.net, *.azure-devices.cn, *.azure-devices.us). Repeatable;
+    /// comma-separated in the environment variable.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_ALLOWED_HOSTS", value_name = "PATTERN", value_delimiter = ',')]
+    pub iothub_allowed_host: Vec<iothub_client::HostPattern>,
+    /// An import fails when its hub sends nothing (no page, no answer) for this long.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub iothub_idle_timeout: Duration,
     /// Devices asked per IoT Hub query page (the hub allows at most 100).
     #[arg(long, env = "IOTHUBGDR_IOTHUB_PAGE_SIZE", default_value_t = iothub_client::MAX_PAGE_SIZE)]
     pub iothub_page_size: u32,
@@ -141,6 +152,13 @@ impl ImportArgs {
                 })?),
                 None => None,
             };
+        let policy = iothubgdr_outbound::OutboundPolicy::iot_hub()
+            .allow(self.iothub_allowed_host.iter().cloned());
+        for (host, _) in &self.iothub_resolve {
+            if let Err(refusal) = policy.check_host(host) {
+                tracing::warn!(%refusal, "--iothub-resolve pins a host that imports may not reach; add it with --iothub-allowed-host");
+            }
+        }
         anyhow::ensure!(
             (1..=iothub_client::MAX_PAGE_SIZE).contains(&self.iothub_page_size),
             "--iothub-page-size must be from 1 to {}",
@@ -154,6 +172,8 @@ impl ImportArgs {
             client: ClientOptions {
                 extra_root_ca_pem,
                 resolve: self.iothub_resolve.clone(),
+                allowed_hosts: self.iothub_allowed_host.clone(),
+                idle_timeout: self.iothub_idle_timeout,
                 page_size: self.iothub_page_size,
                 retry_budget: self.iothub_retry_budget,
                 queries_per_minute: self.iothub_queries_per_minute,

@@ -68,6 +68,8 @@ struct OperationResult {
     /// the page's fields, which stay as they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     number_devices_total: Option<u64>,
+    /// Twins not copied because they break IoT Hub's own limits (an addition too).
+    number_devices_refused: u64,
 }
 
 #[derive(Serialize)]
@@ -78,6 +80,7 @@ struct OperationError {
     error_message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     number_devices_total: Option<u64>,
+    number_devices_refused: u64,
 }
 
 impl From<Import> for OperationJson {
@@ -93,6 +96,7 @@ impl From<Import> for OperationJson {
                     arc_home_location_identity: location,
                     error_message: import.error_message.unwrap_or_default(),
                     number_devices_total: import.number_devices_total,
+                    number_devices_refused: import.number_devices_refused,
                 }),
             ),
             status => (
@@ -102,6 +106,7 @@ impl From<Import> for OperationJson {
                     arc_home_location_identity: location,
                     status: status_name(status),
                     number_devices_total: import.number_devices_total,
+                    number_devices_refused: import.number_devices_refused,
                 }),
                 None,
             ),

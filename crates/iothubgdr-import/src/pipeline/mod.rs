@@ -18,13 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::engine::{Inner, MSG_RESTARTED};
+use crate::mapping::MappedPage;
 use crate::schedule::QueuedJob;
 
 /// The swagger's limit on `error_message`.
 pub(crate) const MAX_ERROR_MESSAGE: usize = 1024;
 
-/// What the reader hands the writer: one hub page, mapped, or why reading stopped.
-pub(crate) type Page = Result<Vec<AssetUpsert>, HubError>;
+/// What the reader hands the writer: one hub page, mapped (twins over IoT Hub's limits
+/// counted, not copied), or why reading stopped.
+pub(crate) type Page = Result<MappedPage, HubError>;
 
 pub(crate) enum JobEnd {
     /// Every device was read and written.
@@ -103,7 +105,7 @@ async fn execute(
         .map_err(store_failure)?;
 
     // The reader owns the last copy of the secret; it ends with this function.
-    let (pages, _reader) = reader::spawn(client, hub_host, home_location);
+    let (pages, _reader) = reader::spawn(client, id, total, hub_host, home_location);
     writer::write_all(inner, id, tenant_id, pages, cancel).await
 }
 

@@ -32,6 +32,7 @@ pub(crate) async fn write_all(
 ) -> Result<JobEnd, String> {
     let mut written: u64 = 0;
     let mut batch: Vec<AssetUpsert> = Vec::new();
+    let mut refused: u64 = 0;
     loop {
         let next = tokio::select! {
             biased;
@@ -41,7 +42,10 @@ pub(crate) async fn write_all(
         };
         match next {
             None => break,
-            Some(Ok(assets)) => batch.extend(assets),
+            Some(Ok(page)) => {
+                batch.extend(page.assets);
+                refused += page.refused;
+            }
             Some(Err(err)) => return Err(hub_failure(&err)),
         }
         // Pages that are already waiting join this transaction: fewer, larger commits when
@@ -49,7 +53,10 @@ pub(crate) async fn write_all(
         let mut failure = None;
         while batch.len() < MAX_BATCH_ASSETS {
             match pages.try_recv() {
-                Ok(Ok(assets)) => batch.extend(assets),
+                Ok(Ok(page)) => {
+                    batch.extend(page.assets);
+                    refused += page.refused;
+                }
                 Ok(Err(err)) => {
                     failure = Some(err);
                     break;
@@ -74,6 +81,14 @@ pub(crate) async fn write_all(
             }
         }
         batch.clear();
+        if refused > 0 {
+            inner
+                .store
+                .import_add_refused(id, refused)
+                .await
+                .map_err(store_failure)?;
+            refused = 0;
+        }
         if let Some(err) = failure {
             return Err(hub_failure(&err));
         }

@@ -253,6 +253,11 @@ pub async fn failed_on_create_delete_hides_and_list_pages(db: &TestDatabase) {
     assert!(failed.finished_at.is_some());
     let running = running_import(&store, tenant_id).await;
     store.import_set_total(running, 42).await.unwrap();
+    // Refused twins (over IoT Hub's limits) add up, and start at zero.
+    assert_eq!(list_first_refused(&store, tenant_id).await, 0);
+    store.import_add_refused(running, 3).await.unwrap();
+    store.import_add_refused(running, 4).await.unwrap();
+    assert_eq!(list_first_refused(&store, tenant_id).await, 7);
     let list = store
         .import_list(
             tenant_id,
@@ -461,4 +466,19 @@ pub async fn done_among_names_only_done_imports(db: &TestDatabase) {
         store.imports_done_among(&many).await.unwrap(),
         vec![cancelled]
     );
+}
+
+/// `number_devices_refused` of the tenant's newest import.
+async fn list_first_refused(store: &std::sync::Arc<dyn iothubgdr_store::Store>, tenant_id: uuid::Uuid) -> u64 {
+    let list = store
+        .import_list(
+            tenant_id,
+            PageRequest {
+                page_size: 1,
+                before_seq: None,
+            },
+        )
+        .await
+        .unwrap();
+    list.items[0].number_devices_refused
 }
