@@ -279,8 +279,7 @@ impl HubClient {
         continuation: Option<&str>,
     ) -> Result<RawPage, HubError> {
         let idle = self.inner.idle_timeout;
-        match tokio::time::timeout(idle, self.fetch_page_with_retries(query, continuation)).await
-        {
+        match tokio::time::timeout(idle, self.fetch_page_with_retries(query, continuation)).await {
             Ok(answer) => answer,
             Err(_) => Err(HubError::Stalled {
                 host: self.host_name().to_owned(),
@@ -414,7 +413,11 @@ impl HubClient {
             return Err(too_large());
         }
         let mut body = BytesMut::with_capacity(announced as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.network_failure(e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.network_failure(e))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }

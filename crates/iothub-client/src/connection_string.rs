@@ -304,10 +304,7 @@ fn iot_hub_domain_of_endpoint(endpoint: &str) -> Result<&'static str, Connection
 
 /// IoT Hub names are 3 to 50 characters of letters, digits and hyphens (Azure's naming
 /// rules for Microsoft.Devices/IotHubs).
-fn host_from_entity_path(
-    hub: &str,
-    iot_hub_domain: &str,
-) -> Result<String, ConnectionStringError> {
+fn host_from_entity_path(hub: &str, iot_hub_domain: &str) -> Result<String, ConnectionStringError> {
     let valid = (3..=50).contains(&hub.len())
         && hub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !hub.starts_with('-')
@@ -379,10 +376,22 @@ mod tests {
     #[test]
     fn event_hub_form_maps_to_the_registry_of_its_own_cloud() {
         let cases = [
-            ("iothub-ns-x-1-a.servicebus.windows.net", "plant-7.azure-devices.net"),
-            ("iothub-ns-x-1-a.servicebus.chinacloudapi.cn", "plant-7.azure-devices.cn"),
-            ("iothub-ns-x-1-a.servicebus.usgovcloudapi.net", "plant-7.azure-devices.us"),
-            ("IOTHUB-NS.ServiceBus.Windows.Net", "plant-7.azure-devices.net"),
+            (
+                "iothub-ns-x-1-a.servicebus.windows.net",
+                "plant-7.azure-devices.net",
+            ),
+            (
+                "iothub-ns-x-1-a.servicebus.chinacloudapi.cn",
+                "plant-7.azure-devices.cn",
+            ),
+            (
+                "iothub-ns-x-1-a.servicebus.usgovcloudapi.net",
+                "plant-7.azure-devices.us",
+            ),
+            (
+                "IOTHUB-NS.ServiceBus.Windows.Net",
+                "plant-7.azure-devices.net",
+            ),
         ];
         for (namespace, host) in cases {
             let s = format!("Endpoint=sb://{namespace}/;SharedAccessKeyName=service;SharedAccessKey={KEY_B64};EntityPath=Plant-7");
@@ -400,7 +409,8 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    ConnectionStringError::UnknownCloudEndpoint | ConnectionStringError::InvalidEndpoint
+                    ConnectionStringError::UnknownCloudEndpoint
+                        | ConnectionStringError::InvalidEndpoint
                 ),
                 "{namespace}: {err:?}"
             );

@@ -53,11 +53,15 @@ pub enum HubError {
     Refused(#[from] iothubgdr_outbound::Refusal),
     /// Where it pointed is deliberately not said: a redirect is the hub's text, and
     /// following it (or repeating it) could reach the service's own network.
-    #[error("the IoT Hub {host} answered with a redirect (HTTP {status}); redirects are never followed")]
+    #[error(
+        "the IoT Hub {host} answered with a redirect (HTTP {status}); redirects are never followed"
+    )]
     Redirected { host: String, status: u16 },
     #[error("the IoT Hub {host} sent a page larger than {limit_mib} MiB, more than IoT Hub's own limits allow (100 twins, tags 8 KB, desired and reported properties 32 KB each)")]
     PageTooLarge { host: String, limit_mib: usize },
-    #[error("the IoT Hub {host} answered the same continuation token twice: it would page forever")]
+    #[error(
+        "the IoT Hub {host} answered the same continuation token twice: it would page forever"
+    )]
     ContinuationLoop { host: String },
     #[error("the IoT Hub {host} kept sending devices past the {reported} it reported ({sent} sent; at most {limit} are read)")]
     Overshoot {

@@ -54,7 +54,10 @@ async fn read_until_error(client: &HubClient, reported: Option<u64>) -> (HubErro
 async fn a_repeated_continuation_token_is_a_loop() {
     let emulator = hostile(1_000, Hostility::RepeatedContinuation).await;
     let (error, twins) = read_until_error(&client(&emulator, Duration::from_secs(60)), None).await;
-    assert!(matches!(error, HubError::ContinuationLoop { .. }), "{error}");
+    assert!(
+        matches!(error, HubError::ContinuationLoop { .. }),
+        "{error}"
+    );
     assert_eq!(twins, 100);
     assert_eq!(emulator.stats().queries_served, 2);
 }
@@ -65,7 +68,10 @@ async fn paging_far_past_the_reported_count_is_stopped() {
     let client = client(&emulator, Duration::from_secs(60));
     assert_eq!(client.count_devices().await.unwrap(), 5);
     let (error, twins) = read_until_error(&client, Some(5)).await;
-    assert!(matches!(error, HubError::Overshoot { reported: 5, .. }), "{error}");
+    assert!(
+        matches!(error, HubError::Overshoot { reported: 5, .. }),
+        "{error}"
+    );
     assert!(twins <= iothub_client::overshoot_limit(5), "{twins}");
     assert_eq!(error.kind(), HubErrorKind::Protocol);
 }
@@ -75,7 +81,9 @@ async fn an_honest_hub_is_read_to_the_end_with_the_limit_on() {
     let emulator = hostile(1_234, Hostility::None).await;
     let client = client(&emulator, Duration::from_secs(60));
     let total = client.count_devices().await.unwrap();
-    let mut pages = client.query_devices("SELECT * FROM devices").expecting(total);
+    let mut pages = client
+        .query_devices("SELECT * FROM devices")
+        .expecting(total);
     let mut twins = 0;
     while let Some(page) = pages.next_page().await.unwrap() {
         twins += page.len() as u64;
@@ -89,7 +97,11 @@ async fn a_huge_page_is_cut_off_and_not_retried() {
     let (error, _) = read_until_error(&client(&emulator, Duration::from_secs(60)), None).await;
     assert!(matches!(error, HubError::PageTooLarge { .. }), "{error}");
     assert!(error.to_string().contains("32 MiB"), "{error}");
-    assert_eq!(emulator.stats().queries_served, 1, "retried a page that can never fit");
+    assert_eq!(
+        emulator.stats().queries_served,
+        1,
+        "retried a page that can never fit"
+    );
 }
 
 #[tokio::test]
@@ -106,9 +118,15 @@ async fn a_redirect_is_reported_without_its_target() {
         .count_devices()
         .await
         .unwrap_err();
-    assert!(matches!(error, HubError::Redirected { status: 307, .. }), "{error}");
+    assert!(
+        matches!(error, HubError::Redirected { status: 307, .. }),
+        "{error}"
+    );
     let text = error.to_string();
-    assert!(!text.contains("127.0.0.1") && !text.contains("metadata"), "{text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("metadata"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +151,12 @@ async fn a_hub_that_stalls_past_the_idle_timeout_ends_the_read() {
 #[tokio::test]
 async fn hosts_outside_the_iot_hub_domains_are_refused_before_connecting() {
     let key = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5YWJjZGVm";
-    for host in ["evil.example.com", "127.0.0.1", "localhost", "metadata.google.internal"] {
+    for host in [
+        "evil.example.com",
+        "127.0.0.1",
+        "localhost",
+        "metadata.google.internal",
+    ] {
         let connection = ConnectionString::parse(&format!(
             "HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey={key}"
         ))

@@ -98,10 +98,8 @@ pub(crate) fn write_twin(
         value["tags"] = serde_json::json!({ "blob": "x".repeat(*tag_bytes) });
     } else {
         let id = value["deviceId"].as_str().unwrap_or_default().to_owned();
-        value["deviceId"] = serde_json::Value::String(format!(
-            "{id}\u{1b}[31m\n\u{202e}{}",
-            "z".repeat(200)
-        ));
+        value["deviceId"] =
+            serde_json::Value::String(format!("{id}\u{1b}[31m\n\u{202e}{}", "z".repeat(200)));
     }
     serde_json::to_writer(out, &value)
 }

@@ -212,7 +212,8 @@ async fn query_twins(
     shared.stats.queries_served.fetch_add(1, Ordering::Relaxed);
 
     if let Selection::Count { alias } = &parsed.selection {
-        let total = crate::hostile::reported_count(&hostility, shared.registry_read().count(&parsed));
+        let total =
+            crate::hostile::reported_count(&hostility, shared.registry_read().count(&parsed));
         let body = to_json(&serde_json::json!([{ alias.as_str(): total }]))?;
         let mut response = json_response(StatusCode::OK, body);
         response
@@ -240,7 +241,9 @@ async fn query_twins(
             if served > 0 {
                 out.push(b',');
             }
-            if crate::hostile::write_twin(&hostility, served, &record.twin_json(), &mut out).is_err() {
+            if crate::hostile::write_twin(&hostility, served, &record.twin_json(), &mut out)
+                .is_err()
+            {
                 failed = true;
                 return ControlFlow::Break(());
             }

@@ -443,7 +443,10 @@ mod tests {
             "https://iothubgdr.example.com",
             "https://10.0.0.5",
         ] {
-            assert!(!is_plain_http_off_machine(&parse_base_url(url).unwrap()), "{url}");
+            assert!(
+                !is_plain_http_off_machine(&parse_base_url(url).unwrap()),
+                "{url}"
+            );
         }
         for url in [
             "http://iothubgdr.example.com",
@@ -451,7 +454,10 @@ mod tests {
             "http://[2001:db8::1]",
             "http://localhost.example.com",
         ] {
-            assert!(is_plain_http_off_machine(&parse_base_url(url).unwrap()), "{url}");
+            assert!(
+                is_plain_http_off_machine(&parse_base_url(url).unwrap()),
+                "{url}"
+            );
         }
     }
 
@@ -486,10 +492,16 @@ mod tests {
         assert!(err.to_string().contains("redirect"), "{err}");
         assert!(!err.to_string().contains("steal"), "{err}");
         let client = ApiClient::new(&url, SecretString::new("token".to_owned())).unwrap();
-        let err = client.get_import("iothubgdr/00000000-0000-0000-0000-000000000001").await.unwrap_err();
+        let err = client
+            .get_import("iothubgdr/00000000-0000-0000-0000-000000000001")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("redirect"), "{err}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst), "the redirect was followed");
+        assert!(
+            !reached.load(std::sync::atomic::Ordering::SeqCst),
+            "the redirect was followed"
+        );
     }
 
     #[test]

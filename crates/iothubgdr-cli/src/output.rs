@@ -22,7 +22,11 @@ pub enum OutputFormat {
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| row.iter().map(|cell| safe_text::value(cell).into_owned()).collect())
+        .map(|row| {
+            row.iter()
+                .map(|cell| safe_text::value(cell).into_owned())
+                .collect()
+        })
         .collect();
     let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -222,7 +226,10 @@ mod tests {
             ]],
         );
         assert_eq!(table.lines().count(), 2, "{table}");
-        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
         assert!(!table.contains('\u{202e}'));
         assert!(table.contains("dev\\u000a1"), "{table}");
         let fields = render_fields(&[("error:", "bad\r\u{1b}[2Kgood".to_owned())]);

@@ -68,8 +68,8 @@ mod tests {
 
     #[test]
     fn escaped_json_stays_json() {
-        let json = serde_json::to_string(&serde_json::json!({"id": "a\u{85}\u{202e}b\u{1b}"}))
-            .unwrap();
+        let json =
+            serde_json::to_string(&serde_json::json!({"id": "a\u{85}\u{202e}b\u{1b}"})).unwrap();
         let safe = block(&json);
         assert!(!safe.chars().any(|c| is_unsafe(c) && c != '\n'));
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();

@@ -302,16 +302,34 @@ mod tests {
     #[test]
     fn twins_over_iot_hub_limits_are_refused() {
         let cases = [
-            (serde_json::json!({"deviceId": ""}), TwinRefusal::DeviceIdEmpty),
+            (
+                serde_json::json!({"deviceId": ""}),
+                TwinRefusal::DeviceIdEmpty,
+            ),
             (
                 serde_json::json!({"deviceId": "a".repeat(MAX_DEVICE_ID_CHARS + 1)}),
                 TwinRefusal::DeviceIdTooLong,
             ),
-            (serde_json::json!({"deviceId": "a/b"}), TwinRefusal::DeviceIdCharacters),
-            (serde_json::json!({"deviceId": "a b"}), TwinRefusal::DeviceIdCharacters),
-            (serde_json::json!({"deviceId": "a\u{7}b"}), TwinRefusal::DeviceIdCharacters),
-            (serde_json::json!({"deviceId": "é"}), TwinRefusal::DeviceIdCharacters),
-            (serde_json::json!({"deviceId": "a\u{202e}b"}), TwinRefusal::DeviceIdCharacters),
+            (
+                serde_json::json!({"deviceId": "a/b"}),
+                TwinRefusal::DeviceIdCharacters,
+            ),
+            (
+                serde_json::json!({"deviceId": "a b"}),
+                TwinRefusal::DeviceIdCharacters,
+            ),
+            (
+                serde_json::json!({"deviceId": "a\u{7}b"}),
+                TwinRefusal::DeviceIdCharacters,
+            ),
+            (
+                serde_json::json!({"deviceId": "é"}),
+                TwinRefusal::DeviceIdCharacters,
+            ),
+            (
+                serde_json::json!({"deviceId": "a\u{202e}b"}),
+                TwinRefusal::DeviceIdCharacters,
+            ),
             (
                 serde_json::json!({"deviceId": "d", "tags": {"t": "x".repeat(MAX_TAGS_BYTES)}}),
                 TwinRefusal::TagsTooLarge,
@@ -336,7 +354,10 @@ mod tests {
         assert_eq!(loggable_device_id("plain-id"), "plain-id");
         let hostile = format!("a\u{1b}[31m\n\u{202e}{}", "z".repeat(200));
         let shown = loggable_device_id(&hostile);
-        assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}'), "{shown}");
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown}"
+        );
         assert!(shown.contains("\\u{1b}") && shown.ends_with('…'), "{shown}");
         assert!(shown.chars().count() < 100);
     }

@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn event_hub_endpoints_map_to_their_own_cloud() {
         let cases = [
-            ("iothub-ns-a-1-b.servicebus.windows.net", "azure-devices.net"),
+            (
+                "iothub-ns-a-1-b.servicebus.windows.net",
+                "azure-devices.net",
+            ),
             ("ns.servicebus.chinacloudapi.cn", "azure-devices.cn"),
             ("ns.servicebus.usgovcloudapi.net", "azure-devices.us"),
         ];

@@ -78,7 +78,8 @@ impl FromStr for HostPattern {
                 "labels are letters, digits and hyphens, and `*` may only be the first label",
             ));
         }
-        if domain.parse::<IpAddr>().is_ok() || domain.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        if domain.parse::<IpAddr>().is_ok()
+            || domain.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         {
             return Err(error("IP addresses are never allowed"));
         }
@@ -106,7 +107,9 @@ fn is_host_name(text: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -377,9 +380,21 @@ mod tests {
         assert!(exact.matches("HUB.example.com"));
         assert!(!exact.matches("x.hub.example.com"));
         for bad in [
-            "", "*", "*.", "*.com", "a.*.com", "**.example.com", "10.0.0.1", "*.10.0.0",
-            "[::1]", "::1", "exa mple.com", "-a.example.com", "http://x.example.com",
-            "x.example.com/path", "x.example.com:443",
+            "",
+            "*",
+            "*.",
+            "*.com",
+            "a.*.com",
+            "**.example.com",
+            "10.0.0.1",
+            "*.10.0.0",
+            "[::1]",
+            "::1",
+            "exa mple.com",
+            "-a.example.com",
+            "http://x.example.com",
+            "x.example.com/path",
+            "x.example.com:443",
         ] {
             assert!(bad.parse::<HostPattern>().is_err(), "{bad:?}");
         }
@@ -405,7 +420,10 @@ mod tests {
             "myhub.blob.core.windows.net",
         ] {
             assert!(
-                matches!(policy.check_host(host), Err(Refusal::DomainNotAllowed { .. })),
+                matches!(
+                    policy.check_host(host),
+                    Err(Refusal::DomainNotAllowed { .. })
+                ),
                 "{host}"
             );
         }
@@ -420,7 +438,14 @@ mod tests {
         let policy = OutboundPolicy::iot_hub()
             .allow([pattern("*.example.com")])
             .pin([("127.0.0.1".to_owned(), "127.0.0.1:443".parse().unwrap())]);
-        for host in ["127.0.0.1", "10.0.0.1", "::1", "[::1]", "169.254.169.254", "8.8.8.8"] {
+        for host in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "::1",
+            "[::1]",
+            "169.254.169.254",
+            "8.8.8.8",
+        ] {
             assert!(
                 matches!(policy.check_host(host), Err(Refusal::IpLiteral { .. })),
                 "{host}"
@@ -431,10 +456,19 @@ mod tests {
     #[test]
     fn operator_patterns_extend_the_defaults() {
         let policy = OutboundPolicy::iot_hub().allow([pattern("*.azure-devices.contoso.internal")]);
-        assert_eq!(policy.check_host("hub.azure-devices.contoso.internal"), Ok(()));
+        assert_eq!(
+            policy.check_host("hub.azure-devices.contoso.internal"),
+            Ok(())
+        );
         assert_eq!(policy.check_host("hub.azure-devices.net"), Ok(()));
-        let message = policy.check_host("hub.other.internal").unwrap_err().to_string();
-        assert!(message.contains("*.azure-devices.contoso.internal"), "{message}");
+        let message = policy
+            .check_host("hub.other.internal")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("*.azure-devices.contoso.internal"),
+            "{message}"
+        );
         assert!(message.contains("hub.other.internal"), "{message}");
     }
 
@@ -445,7 +479,10 @@ mod tests {
             ("Hub.azure-devices.net".to_owned(), emulator),
             ("hub.example.internal".to_owned(), emulator),
         ]);
-        assert_eq!(policy.resolve("hub.azure-devices.net").await, Ok(vec![emulator]));
+        assert_eq!(
+            policy.resolve("hub.azure-devices.net").await,
+            Ok(vec![emulator])
+        );
         assert!(matches!(
             policy.resolve("hub.example.internal").await,
             Err(Refusal::DomainNotAllowed { .. })
@@ -459,7 +496,13 @@ mod tests {
         let policy = OutboundPolicy::iot_hub().allow([pattern("localhost")]);
         let refusal = policy.resolve("localhost").await.unwrap_err();
         assert!(
-            matches!(refusal, Refusal::ForbiddenAddress { class: AddressClass::Loopback, .. }),
+            matches!(
+                refusal,
+                Refusal::ForbiddenAddress {
+                    class: AddressClass::Loopback,
+                    ..
+                }
+            ),
             "{refusal:?}"
         );
         assert!(refusal.to_string().contains("loopback"), "{refusal}");
@@ -483,6 +526,10 @@ mod tests {
         assert!(matches!(refusal, Refusal::ForbiddenAddress { .. }));
         assert!(listener.accept().is_err(), "the listener was reached");
         // Plain http is refused by the builder too.
-        assert!(client.get("http://hub.azure-devices.net/").send().await.is_err());
+        assert!(client
+            .get("http://hub.azure-devices.net/")
+            .send()
+            .await
+            .is_err());
     }
 }

@@ -105,7 +105,12 @@ pub struct ImportArgs {
     /// or an exact host), beside the IoT Hub domains of the Azure clouds
     /// (*.azure-devices.net, *.azure-devices.cn, *.azure-devices.us). Repeatable;
     /// comma-separated in the environment variable.
-    #[arg(long, env = "IOTHUBGDR_IOTHUB_ALLOWED_HOSTS", value_name = "PATTERN", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "IOTHUBGDR_IOTHUB_ALLOWED_HOSTS",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
     pub iothub_allowed_host: Vec<iothub_client::HostPattern>,
     /// An import fails when its hub sends nothing (no page, no answer) for this long.
     #[arg(long, env = "IOTHUBGDR_IOTHUB_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]

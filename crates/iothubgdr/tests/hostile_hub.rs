@@ -43,8 +43,9 @@ fn server_for(hub: &RunningEmulator, extra: &[&str]) -> (tempfile::TempDir, Test
         ca.display().to_string(),
         "--iothub-resolve".to_owned(),
         format!("{}={}", hub.host_name(), hub.addr()),
+        // Generous for a loaded machine: no hostile mode here is retried.
         "--iothub-retry-budget".to_owned(),
-        "5s".to_owned(),
+        "60s".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -123,7 +124,10 @@ impl Tenant {
         let text = answer.text().await.expect("body");
         self.answers.lock().unwrap().push(text.clone());
         let operation: Value = serde_json::from_str(&text).expect("json");
-        let path = format!("/archivist/v2/{}", operation["identity"].as_str().expect("id"));
+        let path = format!(
+            "/archivist/v2/{}",
+            operation["identity"].as_str().expect("id")
+        );
         let started = Instant::now();
         loop {
             let now = self.get(&path).await;
@@ -270,22 +274,29 @@ async fn a_redirect_to_an_internal_listener_is_never_followed() {
     let operation = tenant.import(&secret).await;
     let message = error_message(&operation);
     assert!(message.contains("redirect (HTTP 307)"), "{message}");
-    assert!(!message.contains("127.0.0.1") && !message.contains("internal"), "{message}");
+    assert!(
+        !message.contains("127.0.0.1") && !message.contains("internal"),
+        "{message}"
+    );
     assert!(!server.logs().contains(&location));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(internal.connections(), 0, "the internal listener was reached");
+    assert_eq!(
+        internal.connections(),
+        0,
+        "the internal listener was reached"
+    );
     assert_bounded(&server);
     tenant.assert_no_leak(&server, &secret);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twins_over_iot_hub_limits_are_refused_counted_and_logged_safely() {
-    // Every tenth twin has a 1 MB tag, and the twin after it a device id with terminal
+    // Every 25th twin has a 1 MB tag, and the twin after it a device id with terminal
     // escapes, a newline and a bidi override, 200 characters too long.
     let hub = hostile_hub(
         1_000,
         Hostility::OversizedTwins {
-            every: 10,
+            every: 25,
             tag_bytes: 1 << 20,
         },
     )
@@ -297,29 +308,42 @@ async fn twins_over_iot_hub_limits_are_refused_counted_and_logged_safely() {
     let result = &operation["result"];
     assert_eq!(result["status"], "STATUS_FINISHED", "{operation}");
     assert_eq!(result["number_devices_total"], json!(1_000));
-    assert_eq!(result["number_devices_refused"], json!(200));
-    assert_eq!(result["number_assets_imported"], json!(800));
+    assert_eq!(result["number_devices_refused"], json!(80));
+    assert_eq!(result["number_assets_imported"], json!(920));
 
     let assets = tenant.assets_of(&hub.host_name()).await;
-    assert_eq!(assets.len(), 800);
+    assert_eq!(assets.len(), 920);
     for asset in &assets {
         let attributes = asset["attributes"].as_object().expect("attributes");
         for (name, value) in attributes {
             let text = value.as_str().unwrap_or_default();
-            assert!(text.len() <= MAX_TAGS_BYTES, "{name} is {} bytes", text.len());
-            assert!(!text.chars().any(char::is_control), "{name} has control characters");
+            assert!(
+                text.len() <= MAX_TAGS_BYTES,
+                "{name} is {} bytes",
+                text.len()
+            );
+            assert!(
+                !text.chars().any(char::is_control),
+                "{name} has control characters"
+            );
         }
     }
-    // The database holds no 1 MB tag (it would be at least 200 MB).
+    // The database holds no 1 MB tag (40 of them would be 40 MB).
     let database_bytes: u64 = std::fs::read_dir(server.dir())
         .expect("dir")
         .map(|entry| entry.expect("entry").metadata().expect("meta").len())
         .sum();
-    assert!(database_bytes < 50 << 20, "database is {database_bytes} bytes");
+    assert!(
+        database_bytes < 20 << 20,
+        "database is {database_bytes} bytes"
+    );
 
     let logs = server.logs();
     assert!(logs.contains("twin refused"), "refused ids are logged");
-    assert!(!logs.contains('\u{1b}') && !logs.contains('\u{202e}'), "raw hub text in the logs");
+    assert!(
+        !logs.contains('\u{1b}') && !logs.contains('\u{202e}'),
+        "raw hub text in the logs"
+    );
     assert_bounded(&server);
     tenant.assert_no_leak(&server, &secret);
 }
@@ -365,7 +389,11 @@ async fn hosts_outside_the_rules_are_refused_before_any_connection() {
     tenant.assert_no_leak(&server, &secret);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(internal.connections(), 0, "the internal listener was reached");
+    assert_eq!(
+        internal.connections(),
+        0,
+        "the internal listener was reached"
+    );
     assert_eq!(hub.stats().requests, 0, "the emulator was reached");
     assert_bounded(&server);
 }
