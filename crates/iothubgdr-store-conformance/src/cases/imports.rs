@@ -469,7 +469,10 @@ pub async fn done_among_names_only_done_imports(db: &TestDatabase) {
 }
 
 /// `number_devices_refused` of the tenant's newest import.
-async fn list_first_refused(store: &std::sync::Arc<dyn iothubgdr_store::Store>, tenant_id: uuid::Uuid) -> u64 {
+async fn list_first_refused(
+    store: &std::sync::Arc<dyn iothubgdr_store::Store>,
+    tenant_id: uuid::Uuid,
+) -> u64 {
     let list = store
         .import_list(
             tenant_id,
