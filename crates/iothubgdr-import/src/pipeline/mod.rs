@@ -13,7 +13,7 @@ mod writer;
 use std::sync::Arc;
 
 use iothub_client::{HubClient, HubError};
-use iothubgdr_store::{AssetUpsert, ImportOutcome, StoreError};
+use iothubgdr_store::{ImportOutcome, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
