@@ -6,6 +6,7 @@ mod client;
 mod connection_string;
 mod error;
 mod pacing;
+pub mod partition;
 mod query;
 mod sas;
 mod twin;
@@ -15,6 +16,7 @@ pub use client::{
 };
 pub use connection_string::{ConnectionString, ConnectionStringError, ConnectionStringForm};
 pub use error::{HubError, HubErrorKind};
+pub use partition::{IdRange, Partition};
 pub use query::DevicePages;
 pub use sas::generate_sas_token;
 pub use twin::{decode_device_count, decode_twin_page, Capabilities, Twin};

@@ -34,6 +34,8 @@ struct PacerState {
     floor: Option<Duration>,
     interval: Option<Duration>,
     next_slot: Instant,
+    /// No request starts before this: the latest `Retry-After` any request was told.
+    blocked_until: Instant,
 }
 
 impl Pacer {
@@ -46,26 +48,34 @@ impl Pacer {
                 floor,
                 interval: floor,
                 next_slot: Instant::now(),
+                blocked_until: Instant::now(),
             }),
         }
     }
 
     /// Waits for this request's turn (its slot is taken before waiting, so concurrent
-    /// callers queue up in order).
+    /// callers queue up in order). Every clone of a client shares one pacer, so the parts of
+    /// a partitioned read together stay under the rate, and a `Retry-After` that one part
+    /// hears holds back the requests the others were already waiting to send.
     pub(crate) async fn acquire(&self) {
-        let start_at = {
-            let mut state = self.state.lock().await;
-            let now = Instant::now();
-            match state.interval {
-                Some(interval) => {
-                    let slot = state.next_slot.max(now);
-                    state.next_slot = slot + interval;
-                    slot
+        loop {
+            let start_at = {
+                let mut state = self.state.lock().await;
+                let now = Instant::now().max(state.blocked_until);
+                match state.interval {
+                    Some(interval) => {
+                        let slot = state.next_slot.max(now);
+                        state.next_slot = slot + interval;
+                        slot
+                    }
+                    None => now,
                 }
-                None => now,
+            };
+            tokio::time::sleep_until(start_at).await;
+            if self.state.lock().await.blocked_until <= Instant::now() {
+                return;
             }
-        };
-        tokio::time::sleep_until(start_at).await;
+        }
     }
 
     /// After a 429: halve the rate (double the spacing, starting from
@@ -84,6 +94,7 @@ impl Pacer {
         );
         if let Some(wait) = retry_after {
             state.next_slot = state.next_slot.max(now + wait);
+            state.blocked_until = state.blocked_until.max(now + wait);
         }
     }
 
@@ -137,6 +148,26 @@ mod tests {
             pacer.on_success().await;
         }
         assert_eq!(pacer.interval().await, Some(Duration::from_millis(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_holds_back_requests_already_waiting_for_their_slot() {
+        let pacer = std::sync::Arc::new(Pacer::new(Some(600)));
+        let start = Instant::now();
+        pacer.acquire().await;
+        // Another part of the read waits for the next slot (100 ms away)...
+        let waiting = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move {
+                pacer.acquire().await;
+                Instant::now()
+            })
+        };
+        tokio::task::yield_now().await;
+        // ...when this part hears "Retry-After: 5".
+        pacer.on_throttled(Some(Duration::from_secs(5))).await;
+        let sent_at = waiting.await.unwrap();
+        assert!(sent_at - start >= Duration::from_secs(5), "{:?}", sent_at - start);
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         iothub_resolve: vec![(hub.host_name(), hub.addr())],
         iothub_page_size: iothub_client::MAX_PAGE_SIZE,
         iothub_queries_per_minute: None,
+        iothub_readers: 8,
         iothub_retry_budget: Duration::from_secs(120),
         import_workers: 8,
         imports_per_tenant: 2,

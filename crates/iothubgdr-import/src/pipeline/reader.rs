@@ -1,14 +1,14 @@
 //! The reader: pages through the hub's twins and maps each page to assets, a few pages
 //! ahead of the writer.
 
-use iothub_client::HubClient;
+use iothub_client::{HubClient, Twin};
+use iothubgdr_store::AssetUpsert;
 use tokio::sync::mpsc;
 
 use super::Page;
 use crate::mapping::device_asset;
+use crate::source::{self, HubCount, ReadPlan};
 
-/// The query that reads every device twin.
-const ALL_DEVICES: &str = "SELECT * FROM devices";
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
 /// overlap, and memory stays bounded by a few pages whatever the hub's size.
 const PAGES_AHEAD: usize = 4;
@@ -22,31 +22,23 @@ impl Drop for ReaderTask {
     }
 }
 
-/// Starts reading every device of the hub behind `client`. Pages arrive in hub order; an
-/// `Err` is the last item.
+/// Starts reading every device of the hub behind `client`, with one reader or several
+/// over disjoint parts of the registry ([`source::read_all`]). Pages arrive in hub order
+/// within a part; an `Err` is the last item.
 pub(crate) fn spawn(
     client: HubClient,
+    plan: ReadPlan,
+    hub: HubCount,
     hub_host: String,
     home_location: Option<String>,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
-    let mut pages = client.query_devices(ALL_DEVICES);
-    drop(client);
-    let task = tokio::spawn(async move {
-        loop {
-            let item = match pages.next_page().await {
-                Ok(Some(twins)) => Ok(twins
-                    .iter()
-                    .map(|twin| device_asset(&hub_host, twin, home_location.as_deref()))
-                    .collect()),
-                Ok(None) => break,
-                Err(err) => Err(err),
-            };
-            let failed = item.is_err();
-            if pages_tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
+    let map = move |twins: &[Twin]| -> Vec<AssetUpsert> {
+        twins
+            .iter()
+            .map(|twin| device_asset(&hub_host, twin, home_location.as_deref()))
+            .collect()
+    };
+    let task = tokio::spawn(source::read_all(client, plan, hub, map, pages_tx));
     (pages_rx, ReaderTask(task))
 }
