@@ -172,7 +172,11 @@ mod tests {
         // ...when this part hears "Retry-After: 5".
         pacer.on_throttled(Some(Duration::from_secs(5))).await;
         let sent_at = waiting.await.unwrap();
-        assert!(sent_at - start >= Duration::from_secs(5), "{:?}", sent_at - start);
+        assert!(
+            sent_at - start >= Duration::from_secs(5),
+            "{:?}",
+            sent_at - start
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -213,7 +213,8 @@ impl Partition {
 
     /// The index of the part holding `id`: the number of boundaries `<= id`.
     pub fn part_of(&self, id: &str) -> usize {
-        self.boundaries.partition_point(|boundary| boundary.as_str() <= id)
+        self.boundaries
+            .partition_point(|boundary| boundary.as_str() <= id)
     }
 }
 
@@ -521,8 +522,11 @@ mod tests {
     }
 
     fn device_id() -> impl Strategy<Value = String> {
-        proptest::collection::vec(proptest::sample::select(DEVICE_ID_CHARACTERS.as_bytes().to_vec()), 1..=MAX_DEVICE_ID_LEN)
-            .prop_map(|bytes| String::from_utf8(bytes).unwrap_or_default())
+        proptest::collection::vec(
+            proptest::sample::select(DEVICE_ID_CHARACTERS.as_bytes().to_vec()),
+            1..=MAX_DEVICE_ID_LEN,
+        )
+        .prop_map(|bytes| String::from_utf8(bytes).unwrap_or_default())
     }
 
     proptest! {

@@ -31,11 +31,19 @@ pub(crate) enum Comparison {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Condition {
-    Equals { path: Vec<String>, value: Value },
+    Equals {
+        path: Vec<String>,
+        value: Value,
+    },
     /// A string comparison on `deviceId`.
-    DeviceIdCompare { op: Comparison, value: String },
+    DeviceIdCompare {
+        op: Comparison,
+        value: String,
+    },
     /// `STARTSWITH(deviceId, prefix)`.
-    DeviceIdStartsWith { prefix: String },
+    DeviceIdStartsWith {
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -331,7 +339,10 @@ impl Query {
                 Condition::Equals { path, value } if path[0] == "deviceId" => match value {
                     Value::String(v) => (Bound::Included(v.clone()), Bound::Included(v.clone())),
                     // A deviceId is a string: nothing equals a number or a bool.
-                    _ => (Bound::Excluded(String::new()), Bound::Excluded(String::new())),
+                    _ => (
+                        Bound::Excluded(String::new()),
+                        Bound::Excluded(String::new()),
+                    ),
                 },
                 Condition::Equals { .. } => continue,
                 Condition::DeviceIdCompare { op, value } => match op {

@@ -71,8 +71,8 @@ impl SeededIds {
     /// style: non-decreasing in the index, so ids still sort like indexes.
     fn first_character(&self, index: u64) -> char {
         let alphabet = DEVICE_ID_CHARACTERS.as_bytes();
-        let slot = (u128::from(index) * alphabet.len() as u128 / u128::from(self.count.max(1)))
-            as usize;
+        let slot =
+            (u128::from(index) * alphabet.len() as u128 / u128::from(self.count.max(1))) as usize;
         char::from(alphabet[slot.min(alphabet.len() - 1)])
     }
 
@@ -80,7 +80,11 @@ impl SeededIds {
         match self.style {
             IdStyle::Sequential => format!("{PREFIX}{index:0width$}", width = self.width),
             IdStyle::EveryFirstCharacter => {
-                format!("{}{index:0width$}", self.first_character(index), width = self.width)
+                format!(
+                    "{}{index:0width$}",
+                    self.first_character(index),
+                    width = self.width
+                )
             }
         }
     }

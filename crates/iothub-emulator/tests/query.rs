@@ -313,7 +313,8 @@ async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
     let (all, _) = hub.query_all("SELECT * FROM devices", 100).await;
     assert_eq!(all.len(), 2_001);
 
-    let query = "SELECT * FROM devices WHERE deviceId >= 'device-000100' AND deviceId < 'device-000300'";
+    let query =
+        "SELECT * FROM devices WHERE deviceId >= 'device-000100' AND deviceId < 'device-000300'";
     let (ids, pages) = hub.query_all(query, 30).await;
     let expected: Vec<String> = all
         .iter()
@@ -324,7 +325,11 @@ async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
     assert_eq!(ids.len(), 200);
     assert_eq!(pages, 7);
     assert_eq!(
-        count_of(&hub, "deviceId >= 'device-000100' AND deviceId < 'device-000300'").await,
+        count_of(
+            &hub,
+            "deviceId >= 'device-000100' AND deviceId < 'device-000300'"
+        )
+        .await,
         200
     );
     // The other operators and STARTSWITH, each against a filter of the full list.
@@ -342,18 +347,30 @@ async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
             .await;
         let expected: Vec<String> = all.iter().filter(|id| filter(id)).cloned().collect();
         assert_eq!(ids, expected, "{condition}");
-        assert_eq!(count_of(&hub, condition).await, expected.len() as u64, "{condition}");
+        assert_eq!(
+            count_of(&hub, condition).await,
+            expected.len() as u64,
+            "{condition}"
+        );
     }
     let (mixed, _) = hub
         .query_all(&format!("SELECT * FROM devices WHERE {}", cases[5].0), 100)
         .await;
     assert!(!mixed.is_empty() && mixed.len() < 11);
-    assert!(mixed.iter().all(|id| id.starts_with("device-00010") && id != "device-000101"));
+    assert!(mixed
+        .iter()
+        .all(|id| id.starts_with("device-00010") && id != "device-000101"));
     assert_eq!(count_of(&hub, cases[5].0).await, mixed.len() as u64);
     // Empty and inverted ranges answer nothing rather than failing.
-    assert_eq!(count_of(&hub, "deviceId >= 'z' AND deviceId < 'a'").await, 0);
+    assert_eq!(
+        count_of(&hub, "deviceId >= 'z' AND deviceId < 'a'").await,
+        0
+    );
     let (none, _) = hub
-        .query_all("SELECT * FROM devices WHERE deviceId > 'x' AND deviceId <= 'x'", 100)
+        .query_all(
+            "SELECT * FROM devices WHERE deviceId > 'x' AND deviceId <= 'x'",
+            100,
+        )
         .await;
     assert!(none.is_empty());
     // A double-quoted literal holds a quote; a comparison on anything but deviceId is refused.
@@ -378,7 +395,10 @@ async fn every_first_character_ids_cover_the_device_id_alphabet() {
     assert_eq!(firsts.len(), 80);
     // Ids with a quote are served and filtered like any other.
     let quoted: Vec<&String> = ids.iter().filter(|id| id.starts_with('\'')).collect();
-    assert_eq!(count_of(&hub, "STARTSWITH(deviceId, \"'\")").await, quoted.len() as u64);
+    assert_eq!(
+        count_of(&hub, "STARTSWITH(deviceId, \"'\")").await,
+        quoted.len() as u64
+    );
     // A device id created with each special character the hub documents is accepted.
     hub.put_device("+#;x", json!({})).await;
 }

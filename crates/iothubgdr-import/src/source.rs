@@ -128,7 +128,11 @@ where
     let partition: Partition = planned.partition;
     // Largest parts first: the read ends when its last part does, and a small last part
     // keeps every reader busy until the end.
-    let mut parts: Vec<(IdRange, u64)> = partition.parts().into_iter().zip(planned.estimates).collect();
+    let mut parts: Vec<(IdRange, u64)> = partition
+        .parts()
+        .into_iter()
+        .zip(planned.estimates)
+        .collect();
     parts.sort_by(|a, b| b.1.cmp(&a.1));
     let parts: Vec<IdRange> = parts.into_iter().map(|(part, _)| part).collect();
     info!(

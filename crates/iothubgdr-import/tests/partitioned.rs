@@ -175,7 +175,10 @@ async fn a_partitioned_read_never_sends_more_than_the_quota_in_any_window() {
             .count();
         busiest = busiest.max(in_window);
     }
-    assert!(busiest <= quota, "{busiest} queries in one window of {window:?}");
+    assert!(
+        busiest <= quota,
+        "{busiest} queries in one window of {window:?}"
+    );
     // Parallel: one reader at 300 ms per page would need 60 pages × 0.3 s = 18 s.
     let sequential = Duration::from_millis(300) * 60;
     assert!(took < sequential, "{took:?}");
