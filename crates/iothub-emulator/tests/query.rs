@@ -289,6 +289,8 @@ async fn a_million_devices_start_instantly_and_count() {
     assert_eq!(page[0]["deviceId"], "device-999999");
 }
 
+type IdFilter = Box<dyn Fn(&str) -> bool>;
+
 async fn count_of(hub: &Hub, condition: &str) -> u64 {
     let body: Value = hub
         .query_page(
@@ -333,7 +335,7 @@ async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
         200
     );
     // The other operators and STARTSWITH, each against a filter of the full list.
-    let cases: [(&str, Box<dyn Fn(&str) -> bool>); 6] = [
+    let cases: [(&str, IdFilter); 6] = [
         ("deviceId < 'b'", Box::new(|id| id < "b")),
         ("deviceId <= 'device-000010'", Box::new(|id| id <= "device-000010")),
         ("deviceId > 'device-001990'", Box::new(|id| id > "device-001990")),

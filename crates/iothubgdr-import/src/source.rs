@@ -133,7 +133,7 @@ where
         .into_iter()
         .zip(planned.estimates)
         .collect();
-    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    parts.sort_by_key(|part| std::cmp::Reverse(part.1));
     let parts: Vec<IdRange> = parts.into_iter().map(|(part, _)| part).collect();
     info!(
         hub = client.host_name(),
