@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# Import benchmark: seeds N devices in the IoT Hub emulator, imports them through the real
-# server, and compares the end-to-end rate with the rate at which the IoT Hub client alone
-# pages through the same devices, measured in the same run on the same machine.
+# Import benchmark, everything on loopback, every comparison measured in the same run.
 #
-#   bash bench/import.sh                 # 100,000 devices
-#   DEVICES="100000 1000000" bash bench/import.sh
+#   bash bench/import.sh                          # both scenarios below
+#   SCENARIOS=loopback DEVICES="100000 1000000" bash bench/import.sh
+#   SCENARIOS=azure AZURE_DEVICES=100000 LATENCY_MS=150 QUOTA=1000 bash bench/import.sh
 #
-# Prints, per size and backend: devices/s end to end, devices/s for the client alone, their
-# ratio, and the server's peak resident memory (VmHWM); then PostgreSQL's rate as a share of
-# SQLite's. PostgreSQL runs on a throwaway cluster (.ci/postgres.sh) when its binaries are
-# installed (BACKENDS="sqlite" to skip it). Everything runs on loopback.
+# loopback: seeds N devices in the IoT Hub emulator, imports them through the real server,
+#   and compares the end-to-end rate with the rate at which the IoT Hub client alone pages
+#   through the same devices. Prints, per size and backend, devices/s both ways, their ratio,
+#   and the server's peak resident memory (VmHWM); then PostgreSQL's rate as a share of
+#   SQLite's. PostgreSQL runs on a throwaway cluster (.ci/postgres.sh) when its binaries are
+#   installed (BACKENDS="sqlite" to skip it).
+# azure: a hub that looks like Azure: LATENCY_MS per request (default 150; real hubs answer
+#   a query page in 100-200 ms) and a quota of QUOTA queries a minute (default 1000, one S3
+#   unit). Imports AZURE_DEVICES (default 100,000) with the server paced at the quota and
+#   its parallel readers, then with one sequential reader (--iothub-readers 1), and prints
+#   both beside the quota's own minimum (pages / quota): no reader can beat it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SCENARIOS=${SCENARIOS:-"loopback azure"}
 DEVICES=${DEVICES:-100000}
 BACKENDS=${BACKENDS:-sqlite postgres}
 if [[ " $BACKENDS " == *" postgres "* ]] && ! [ -x "${PG_BIN:-/usr/local/bin}/initdb" ]; then
   echo "PostgreSQL binaries not found: benchmarking SQLite only" >&2
   BACKENDS=sqlite
 fi
-cargo build --release --quiet -p iothubgdr -p iothub-emulator
-cargo build --release --quiet -p iothub-client --example page_devices
-bin=${CARGO_TARGET_DIR:-target}/release
+AZURE_DEVICES=${AZURE_DEVICES:-100000}
+LATENCY_MS=${LATENCY_MS:-150}
+QUOTA=${QUOTA:-1000}
+# PROFILE=dev measures an unoptimised build: meaningless for `loopback` (CPU-bound), but the
+# `azure` scenario is bound by latency and quota, which the build does not change.
+PROFILE=${PROFILE:-release}
+cargo build --profile "$PROFILE" --quiet -p iothubgdr -p iothub-emulator
+cargo build --profile "$PROFILE" --quiet -p iothub-client --example page_devices
+[ "$PROFILE" = dev ] && profile_dir=debug || profile_dir=$PROFILE
+bin=${CARGO_TARGET_DIR:-target}/$profile_dir
 work=$(mktemp -d)
 pids=()
 pg_dir=
@@ -36,51 +50,48 @@ trap cleanup EXIT
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 wait_for_file() { for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
 
-printf '%-10s %-9s %14s %14s %8s %16s\n' devices backend "import dev/s" "client dev/s" ratio "server peak MB"
-for n in $DEVICES; do
- for backend in $BACKENDS; do
-  dir="$work/$n-$backend"; mkdir -p "$dir"
-  if [ "$backend" = postgres ]; then
-    # A fresh cluster per size, so every run starts from an empty database.
-    eval "$(bash .ci/postgres.sh start)"
-    pg_dir=$PG_TEST_DIR
-    database=$IOTHUBGDR_TEST_POSTGRES_URL
-  else
-    database="sqlite://$dir/data/iothubgdr.db"
-  fi
+# start_emulator DIR DEVICES [emulator flags...]: sets $emulator_pid, $host, $addr; the
+# connection string goes to DIR/secret.
+start_emulator() {
+  local dir=$1 n=$2; shift 2
+  mkdir -p "$dir"
   "$bin/iothub-emulator" --listen 127.0.0.1:0 --hub-name bench-hub --devices "$n" --seed 7 \
-      --ca-cert-out "$dir/ca.pem" --info-out "$dir/emulator.json" >"$dir/emulator.log" 2>&1 &
-  pids+=($!)
+      --ca-cert-out "$dir/ca.pem" --info-out "$dir/emulator.json" "$@" >"$dir/emulator.log" 2>&1 &
+  emulator_pid=$!; pids+=($emulator_pid)
   wait_for_file "$dir/emulator.json"
   host=$(json "$dir/emulator.json" hostname)
   addr=$(json "$dir/emulator.json" address)
   (umask 077; json "$dir/emulator.json" iothub_connection_string >"$dir/secret")
+}
 
-  # Baseline: the client alone, no server, no database.
-  client=$("$bin/examples/page_devices" --connection-string-file "$dir/secret" \
-      --ca-file "$dir/ca.pem" --resolve "$host=$addr")
-  client_rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['devices_per_second']))" "$client")
-
-  "$bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --database "$database" \
-      --iothub-ca-file "$dir/ca.pem" --iothub-resolve "$host=$addr" --log-level warn \
+# run_import DIR DEVICES [serve flags...]: starts a server on a fresh database in DIR
+# ($database when set, else SQLite in DIR), imports
+# the emulator's devices, checks every one arrived, and sets $result (JSON: seconds, CPU) and
+# $server_pid (still running, for its memory figures; the caller stops it).
+run_import() {
+  local dir=$1 n=$2; shift 2
+  local db=${database:-sqlite://$dir/data/iothubgdr.db}
+  "$bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --database "$db" \
+      --iothub-ca-file "$dir/../ca.pem" --iothub-resolve "$host=$addr" --log-level warn "$@" \
       >"$dir/server.out" 2>"$dir/server.log" &
-  server=$!; pids+=($server)
+  server_pid=$!; pids+=($server_pid)
   for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
+  local url app id secret token
   url=$(sed -n 's/^listening on //p' "$dir/server.out" | head -n1)
-  app=$("$bin/iothubgdr" apps create --display-name bench --database "$database")
+  app=$("$bin/iothubgdr" apps create --display-name bench --database "$db")
   id=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_id'])" "$app")
   secret=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_secret'])" "$app")
   token=$(curl -sf "$url/archivist/iam/v1/appidp/token" -d grant_type=client_credentials \
       --data-urlencode "client_id=$id" --data-urlencode "client_secret=$secret" |
       python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
   printf 'Authorization: Bearer %s\n' "$token" >"$dir/bearer"
-  python3 - "$dir/secret" >"$dir/body.json" <<'PY'
+  python3 - "$dir/../secret" >"$dir/body.json" <<'PY'
 import json, sys
 print(json.dumps({"display_name": "bench", "secret": open(sys.argv[1]).read().strip()}))
 PY
   # One Python process starts the import and polls it, so the benchmark's own polling costs
   # little CPU next to the server's.
-  result=$(python3 - "$url" "$dir/bearer" "$dir/body.json" "$server" "${pids[0]}" <<'PY'
+  result=$(python3 - "$url" "$dir/bearer" "$dir/body.json" "$server_pid" "$emulator_pid" <<'PY'
 import json, sys, time, urllib.request
 url, bearer_file, body_file, server_pid, emulator_pid = sys.argv[1:6]
 header = open(bearer_file).read().split(":", 1)[1].strip()
@@ -106,10 +117,36 @@ print(json.dumps({"seconds": seconds, "imported": part["number_assets_imported"]
                   "operation": operation}))
 PY
 )
+  local imported
   imported=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['imported'])" "$result")
   if [ "$imported" != "$n" ]; then echo "import of $n devices ended with $imported: $result" >&2; exit 1; fi
-  peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
-  python3 - "$n" "$result" "$client_rate" "$peak_kb" "$backend" "$work/rates" <<'PY'
+}
+
+stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
+
+loopback() {
+  printf '%-10s %-9s %14s %14s %8s %16s\n' devices backend "import dev/s" "client dev/s" ratio "server peak MB"
+  for n in $DEVICES; do
+    for backend in $BACKENDS; do
+      local dir="$work/loopback-$n-$backend"
+      database=
+      if [ "$backend" = postgres ]; then
+        # A fresh cluster per size, so every run starts from an empty database.
+        eval "$(bash .ci/postgres.sh start)"
+        pg_dir=$PG_TEST_DIR
+        database=$IOTHUBGDR_TEST_POSTGRES_URL
+      fi
+      start_emulator "$dir" "$n"
+      # Baseline: the client alone, no server, no database.
+      local client client_rate
+      client=$("$bin/examples/page_devices" --connection-string-file "$dir/secret" \
+          --ca-file "$dir/ca.pem" --resolve "$host=$addr")
+      client_rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['devices_per_second']))" "$client")
+      mkdir -p "$dir/run"
+      run_import "$dir/run" "$n"
+      local peak_kb
+      peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+      python3 - "$n" "$result" "$client_rate" "$peak_kb" "$backend" "$work/rates" <<'PY'
 import json, sys
 n, result, client, peak = int(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 backend, rates = sys.argv[5], sys.argv[6]
@@ -119,14 +156,14 @@ with open(rates, "a") as out:
 print(f"{n:<10} {backend:<9} {rate:14.0f} {client:14.0f} {rate / client:8.2f} {peak / 1024:16.1f}"
       f"   (server CPU {result['server_cpu']:.1f} s, emulator CPU {result['emulator_cpu']:.1f} s, wall {result['seconds']:.1f} s)")
 PY
-  kill "$server" "${pids[0]}" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  pids=()
-  if [ -n "$pg_dir" ]; then bash .ci/postgres.sh stop "$pg_dir"; pg_dir=; fi
- done
-done
-# PostgreSQL beside SQLite, measured in this run.
-python3 - "$work/rates" <<'PY'
+      stop "$server_pid" "$emulator_pid"
+      pids=()
+      database=
+      if [ -n "$pg_dir" ]; then bash .ci/postgres.sh stop "$pg_dir"; pg_dir=; fi
+    done
+  done
+  # PostgreSQL beside SQLite, measured in this run.
+  python3 - "$work/rates" <<'PY'
 import collections, sys
 rates = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
@@ -136,3 +173,42 @@ for n, by in sorted(rates.items()):
     if "sqlite" in by and "postgres" in by:
         print(f"{n} devices: PostgreSQL {by['postgres']:.0f}/s is {by['postgres'] / by['sqlite']:.0%} of SQLite's {by['sqlite']:.0f}/s")
 PY
+}
+
+azure() {
+  local n=$AZURE_DEVICES dir="$work/azure"
+  database=
+  echo "azure-like hub: $n devices, ${LATENCY_MS} ms per request, quota $QUOTA queries/minute"
+  start_emulator "$dir" "$n" --latency-ms "$LATENCY_MS" --queries-per-minute "$QUOTA"
+  mkdir -p "$dir/parallel" "$dir/sequential"
+  run_import "$dir/parallel" "$n" --iothub-queries-per-minute "$QUOTA"
+  local parallel=$result
+  stop "$server_pid"
+  # Let the emulator's quota minute roll, so the second run starts from a full quota too.
+  sleep 61
+  run_import "$dir/sequential" "$n" --iothub-queries-per-minute "$QUOTA" --iothub-readers 1
+  local sequential=$result
+  stop "$server_pid"
+  python3 - "$n" "$QUOTA" "$parallel" "$sequential" <<'PY'
+import json, math, sys
+n, quota = int(sys.argv[1]), int(sys.argv[2])
+parallel, sequential = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+pages = math.ceil(n / 100)
+minimum = pages / quota * 60
+print(f"  quota's minimum ({pages} pages / {quota} a minute): {minimum:7.1f} s")
+for name, run in (("parallel readers (default)", parallel), ("one sequential reader", sequential)):
+    s = run["seconds"]
+    print(f"  {name:<36} {s:7.1f} s  {s / minimum:5.2f} x minimum  {n / s:8.0f} devices/s"
+          f"  (server CPU {run['server_cpu']:.1f} s)")
+PY
+  stop "$emulator_pid"
+  pids=()
+}
+
+for scenario in $SCENARIOS; do
+  case $scenario in
+    loopback) loopback ;;
+    azure) azure ;;
+    *) echo "unknown scenario $scenario (loopback, azure)" >&2; exit 2 ;;
+  esac
+done

@@ -7,6 +7,7 @@ mod client;
 mod connection_string;
 mod error;
 mod pacing;
+pub mod partition;
 mod query;
 mod sas;
 mod twin;
@@ -18,6 +19,7 @@ pub use client::{
 pub use connection_string::{ConnectionString, ConnectionStringError, ConnectionStringForm};
 pub use error::{HubError, HubErrorKind};
 pub use iothubgdr_outbound::{HostPattern, Refusal};
+pub use partition::{IdRange, Partition};
 pub use query::{overshoot_limit, DevicePages};
 pub use sas::generate_sas_token;
 pub use twin::{decode_device_count, decode_twin_page, Capabilities, Twin};

@@ -37,6 +37,8 @@ use crate::error::HubError;
 use crate::registry::Registry;
 use crate::state::{RequestFault, Shared};
 
+pub use crate::seed::IdStyle;
+
 /// The largest page a twin query returns. The IoT Hub query language documentation says the
 /// service SDK's query object "is instantiated with a page size (up to 100)"
 /// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>, C# example;
@@ -106,6 +108,16 @@ impl AccessPolicy {
     }
 }
 
+impl Faults {
+    pub(crate) fn quota_window_length(&self) -> Duration {
+        if self.quota_window.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            self.quota_window
+        }
+    }
+}
+
 /// Faults injected into the emulator's answers, deterministic from the seed.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -115,8 +127,11 @@ pub struct Faults {
     /// (zero is allowed for fast tests).
     pub retry_after: Duration,
     /// A query quota like a hub unit's (see [`QUERIES_PER_MINUTE_PER_UNIT_S1`]): past it,
-    /// 429 with `Retry-After` until the minute rolls.
+    /// 429 with `Retry-After` until the window rolls.
     pub queries_per_minute: Option<u32>,
+    /// The window `queries_per_minute` counts in: zero means the hub's minute; tests scale
+    /// it down (20 queries per 2 s behaves like 600 a minute, only faster to observe).
+    pub quota_window: Duration,
     /// Fraction of requests answered 500 or 503.
     pub server_error_rate: f64,
     /// Fraction of requests whose connection is closed without an answer.
@@ -142,6 +157,8 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Defaults to [`HUB_MAX_QUERY_PAGE_SIZE`], the real hub's documented maximum.
     pub max_page_size: u32,
+    /// How seeded device ids look.
+    pub id_style: IdStyle,
 }
 
 impl Default for EmulatorConfig {
@@ -155,6 +172,7 @@ impl Default for EmulatorConfig {
             policies: AccessPolicy::defaults(seed),
             faults: Faults::default(),
             max_page_size: HUB_MAX_QUERY_PAGE_SIZE,
+            id_style: IdStyle::default(),
         }
     }
 }
@@ -177,6 +195,8 @@ pub struct Stats {
     /// Queries answered 200 (twin pages and counts).
     pub queries_served: u64,
     pub twins_served: u64,
+    /// Twins served by queries bounded on deviceId (the parts of a partitioned read).
+    pub ranged_twins_served: u64,
     /// 429s from `throttle_every`.
     pub throttled: u64,
     /// 429s from `queries_per_minute`.
@@ -278,6 +298,12 @@ impl RunningEmulator {
         self.shared.snapshot()
     }
 
+    /// When each twin query request arrived, measured from the emulator's start, whatever
+    /// its answer (429s and injected faults included): what a hub's quota counts.
+    pub fn query_arrivals(&self) -> Vec<Duration> {
+        self.shared.query_arrivals()
+    }
+
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
@@ -327,7 +353,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<RunningEmulator> {
         config.policies.clone(),
         config.max_page_size,
         config.faults.clone(),
-        Registry::new(config.seed, config.devices),
+        Registry::new(config.seed, config.devices, config.id_style),
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
@@ -413,6 +439,9 @@ async fn handle(
     router: axum::Router,
     request: hyper::Request<Incoming>,
 ) -> Result<axum::response::Response, DroppedConnection> {
+    if request.uri().path() == "/devices/query" {
+        shared.note_query_arrival();
+    }
     let faults = shared.faults();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;

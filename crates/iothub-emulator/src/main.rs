@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use iothub_emulator::{EmulatorConfig, Faults, HUB_MAX_QUERY_PAGE_SIZE};
+use iothub_emulator::{EmulatorConfig, Faults, IdStyle, HUB_MAX_QUERY_PAGE_SIZE};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +44,13 @@ struct Args {
     /// Query quota per minute, like a hub unit's (S1/S2: 20, S3: 1000).
     #[arg(long, env = "IOTHUB_EMULATOR_QUERIES_PER_MINUTE")]
     queries_per_minute: Option<u32>,
+    /// The window of --queries-per-minute in seconds (60, the hub's; smaller for tests).
+    #[arg(long, env = "IOTHUB_EMULATOR_QUOTA_WINDOW_SECS", default_value_t = 60)]
+    quota_window_secs: u64,
+    /// How seeded device ids look: `sequential` (device-000042) or `every-first-character`
+    /// (the first character walks through every character a device id may start with).
+    #[arg(long, env = "IOTHUB_EMULATOR_IDS", default_value = "sequential", value_parser = parse_id_style)]
+    ids: IdStyle,
     /// Fraction of requests answered 500/503.
     #[arg(long, env = "IOTHUB_EMULATOR_SERVER_ERROR_RATE", default_value_t = 0.0)]
     server_error_rate: f64,
@@ -56,6 +63,14 @@ struct Args {
     /// A page-size cap below --max-page-size.
     #[arg(long, env = "IOTHUB_EMULATOR_PAGE_SIZE_CAP")]
     page_size_cap: Option<u32>,
+}
+
+fn parse_id_style(text: &str) -> Result<IdStyle, String> {
+    match text {
+        "sequential" => Ok(IdStyle::Sequential),
+        "every-first-character" => Ok(IdStyle::EveryFirstCharacter),
+        _ => Err("expected sequential or every-first-character".to_owned()),
+    }
 }
 
 fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
@@ -81,10 +96,12 @@ async fn main() -> anyhow::Result<()> {
         hub_name: args.hub_name,
         devices: args.devices,
         max_page_size: args.max_page_size,
+        id_style: args.ids,
         faults: Faults {
             throttle_every: args.throttle_every,
             retry_after: Duration::from_secs(args.retry_after_secs),
             queries_per_minute: args.queries_per_minute,
+            quota_window: Duration::from_secs(args.quota_window_secs.max(1)),
             server_error_rate: rate("server-error-rate", args.server_error_rate)?,
             drop_rate: rate("drop-rate", args.drop_rate)?,
             latency: Duration::from_millis(args.latency_ms),

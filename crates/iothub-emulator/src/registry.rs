@@ -13,7 +13,9 @@ use crate::model::{
     merge_patch, AuthType, ConnectionState, DeviceInput, DeviceRecord, DeviceStatus, NEVER,
 };
 use crate::query::Query;
-use crate::seed::{derived_key, mix, seeded_device, timestamp, Keys, SeededIds};
+use crate::seed::{
+    derived_key, mix, seeded_device, timestamp, IdStyle, Keys, SeededIds, DEVICE_ID_CHARACTERS,
+};
 
 enum Slot {
     Live(Box<DeviceRecord>),
@@ -28,30 +30,10 @@ pub(crate) struct Registry {
 }
 
 /// Device ids: up to 128 characters from the set the hub documents
-/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry#device-identity-properties>).
+/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry#device-identity-properties>,
+/// see [`DEVICE_ID_CHARACTERS`]).
 pub(crate) fn valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    '-' | '.'
-                        | '%'
-                        | '_'
-                        | '*'
-                        | '?'
-                        | '!'
-                        | '('
-                        | ')'
-                        | ','
-                        | ':'
-                        | '='
-                        | '@'
-                        | '$'
-                        | '\''
-                )
-        })
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| DEVICE_ID_CHARACTERS.contains(c))
 }
 
 pub(crate) fn etag_matches(if_match: &str, current: &str) -> bool {
@@ -65,10 +47,10 @@ fn now_text() -> String {
 }
 
 impl Registry {
-    pub(crate) fn new(seed: u64, devices: u64) -> Self {
+    pub(crate) fn new(seed: u64, devices: u64, style: IdStyle) -> Self {
         Registry {
             seed,
-            ids: SeededIds::new(devices),
+            ids: SeededIds::new(devices, style),
             overlay: BTreeMap::new(),
             changes: 0,
         }
@@ -328,19 +310,29 @@ impl Registry {
         &self,
         after: Option<&str>,
         keys: Keys,
+        visit: impl FnMut(&DeviceRecord) -> ControlFlow<()>,
+    ) {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan_range(lower, Bound::Unbounded, keys, visit);
+    }
+
+    /// Visits live devices whose ids lie between the bounds, in deviceId order, until
+    /// `visit` breaks. Only the range is visited: a partitioned read costs its own part.
+    pub(crate) fn scan_range(
+        &self,
+        lower: Bound<&str>,
+        upper: Bound<&str>,
+        keys: Keys,
         mut visit: impl FnMut(&DeviceRecord) -> ControlFlow<()>,
     ) {
-        let mut seeded = after.map_or(0, |after| self.ids.first_index_after(after));
-        let lower = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
-        };
-        let mut overlay = self
-            .overlay
-            .range::<str, _>((lower, Bound::Unbounded))
-            .peekable();
+        let mut seeded = self.first_seeded(lower);
+        let seeded_end = self.first_seeded_past(upper);
+        if range_is_empty(lower, upper) {
+            return;
+        }
+        let mut overlay = self.overlay.range::<str, _>((lower, upper)).peekable();
         loop {
-            let seeded_id = (seeded < self.ids.count).then(|| self.ids.id(seeded));
+            let seeded_id = (seeded < seeded_end).then(|| self.ids.id(seeded));
             let flow = match (seeded_id, overlay.peek()) {
                 (None, None) => return,
                 (Some(id), Some((key, _))) if id.as_str() == key.as_str() => {
@@ -370,12 +362,39 @@ impl Registry {
         }
     }
 
+    /// The first seeded index inside a lower bound.
+    fn first_seeded(&self, lower: Bound<&str>) -> u64 {
+        match lower {
+            Bound::Unbounded => 0,
+            Bound::Included(at) => self.ids.first_index_at_or_after(at),
+            Bound::Excluded(after) => self.ids.first_index_after(after),
+        }
+    }
+
+    /// The first seeded index past an upper bound.
+    fn first_seeded_past(&self, upper: Bound<&str>) -> u64 {
+        match upper {
+            Bound::Unbounded => self.ids.count,
+            Bound::Included(at) => self.ids.first_index_after(at),
+            Bound::Excluded(before) => self.ids.first_index_at_or_after(before),
+        }
+    }
+
     pub(crate) fn count(&self, query: &Query) -> u64 {
-        if query.conditions.is_empty() {
-            let mut total = self.ids.count;
-            for (id, slot) in &self.overlay {
-                let seeded = self.ids.index_of(id).is_some();
-                match (slot, seeded) {
+        let (lower, upper) = query.device_id_bounds();
+        let (lower, upper) = (as_str_bound(&lower), as_str_bound(&upper));
+        if range_is_empty(lower, upper) {
+            return 0;
+        }
+        if query.only_device_id_range() {
+            // Seeded ids in the range, corrected by the overlay's changes in it: no device is
+            // built, so counting a part of a million-device hub is instant.
+            let seeded = self.first_seeded(lower);
+            let end = self.first_seeded_past(upper).max(seeded);
+            let mut total = end - seeded;
+            for (id, slot) in self.overlay.range::<str, _>((lower, upper)) {
+                let is_seeded = self.ids.index_of(id).is_some();
+                match (slot, is_seeded) {
                     (Slot::Deleted, true) => total -= 1,
                     (Slot::Live(_), false) => total += 1,
                     _ => {}
@@ -384,13 +403,31 @@ impl Registry {
             return total;
         }
         let mut total = 0;
-        self.scan_after(None, Keys::Skip, |record| {
+        self.scan_range(lower, upper, Keys::Skip, |record| {
             if query.matches(record) {
                 total += 1;
             }
             ControlFlow::Continue(())
         });
         total
+    }
+}
+
+pub(crate) fn as_str_bound(bound: &Bound<String>) -> Bound<&str> {
+    match bound {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Whether no string lies between the bounds (`BTreeMap::range` panics on such ranges).
+pub(crate) fn range_is_empty(lower: Bound<&str>, upper: Bound<&str>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
     }
 }
 

@@ -29,46 +29,98 @@ const MODELS: &[&str] = &[
 /// 2026-01-01T00:00:00Z; seeded timestamps fall within the 30 days after it.
 const EPOCH_2026: i64 = 1_767_225_600;
 
+/// Every character a device id may hold, in ASCII (ordinal) order: "ASCII 7-bit
+/// alphanumeric characters plus the following special characters:
+/// `- : . + % _ # * ? ! ( ) , = @ ; $ '`" (IoT Hub identity registry, device identity
+/// properties, <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry>).
+pub(crate) const DEVICE_ID_CHARACTERS: &str =
+    "!#$%'()*+,-.0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+/// How seeded device ids look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdStyle {
+    /// `device-000042`: one shared prefix, like many real fleets.
+    #[default]
+    Sequential,
+    /// `<c>000042`, the first character `c` walking through every character a device id
+    /// may start with, so the ids use the whole alphabet (partitioned reads are tested on it).
+    EveryFirstCharacter,
+}
+
 /// The stable, sortable ids of seeded devices: zero-padded so that lexical order is index order.
 #[derive(Clone, Debug)]
 pub(crate) struct SeededIds {
     pub(crate) count: u64,
     width: usize,
+    style: IdStyle,
 }
 
 const PREFIX: &str = "device-";
 
 impl SeededIds {
-    pub(crate) fn new(count: u64) -> Self {
+    pub(crate) fn new(count: u64, style: IdStyle) -> Self {
         let digits = count.saturating_sub(1).max(1).to_string().len();
         SeededIds {
             count,
             width: digits.max(6),
+            style,
         }
     }
 
+    /// The first character of the id of `index` in the [`IdStyle::EveryFirstCharacter`]
+    /// style: non-decreasing in the index, so ids still sort like indexes.
+    fn first_character(&self, index: u64) -> char {
+        let alphabet = DEVICE_ID_CHARACTERS.as_bytes();
+        let slot =
+            (u128::from(index) * alphabet.len() as u128 / u128::from(self.count.max(1))) as usize;
+        char::from(alphabet[slot.min(alphabet.len() - 1)])
+    }
+
     pub(crate) fn id(&self, index: u64) -> String {
-        format!("{PREFIX}{index:0width$}", width = self.width)
+        match self.style {
+            IdStyle::Sequential => format!("{PREFIX}{index:0width$}", width = self.width),
+            IdStyle::EveryFirstCharacter => {
+                format!(
+                    "{}{index:0width$}",
+                    self.first_character(index),
+                    width = self.width
+                )
+            }
+        }
     }
 
     pub(crate) fn index_of(&self, device_id: &str) -> Option<u64> {
-        let digits = device_id.strip_prefix(PREFIX)?;
+        let digits = match self.style {
+            IdStyle::Sequential => device_id.strip_prefix(PREFIX)?,
+            IdStyle::EveryFirstCharacter => device_id.get(1..)?,
+        };
         if digits.len() != self.width || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let index: u64 = digits.parse().ok()?;
-        (index < self.count).then_some(index)
+        (index < self.count && self.id(index) == device_id).then_some(index)
     }
 
     /// The first index whose id sorts after `after` (ids are ordered like their indexes).
     pub(crate) fn first_index_after(&self, after: &str) -> u64 {
+        self.first_index_where(|id| id > after)
+    }
+
+    /// The first index whose id sorts at or after `at`.
+    pub(crate) fn first_index_at_or_after(&self, at: &str) -> u64 {
+        self.first_index_where(|id| id >= at)
+    }
+
+    /// Binary search for the first index whose id satisfies a predicate that is monotonic
+    /// in the index.
+    fn first_index_where(&self, past: impl Fn(&str) -> bool) -> u64 {
         let (mut low, mut high) = (0u64, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
-            if self.id(mid).as_str() <= after {
-                low = mid + 1;
-            } else {
+            if past(self.id(mid).as_str()) {
                 high = mid;
+            } else {
+                low = mid + 1;
             }
         }
         low
@@ -228,7 +280,7 @@ mod tests {
 
     #[test]
     fn ids_sort_like_indexes_and_round_trip() {
-        let ids = SeededIds::new(1_000_000);
+        let ids = SeededIds::new(1_000_000, IdStyle::Sequential);
         assert_eq!(ids.id(7), "device-000007");
         assert!(ids.id(99_999) < ids.id(100_000));
         assert_eq!(ids.index_of("device-000042"), Some(42));
@@ -237,11 +289,34 @@ mod tests {
         assert_eq!(ids.first_index_after("a"), 0);
         assert_eq!(ids.first_index_after("z"), 1_000_000);
         assert_eq!(ids.first_index_after("device-000041x"), 42);
+        assert_eq!(ids.first_index_at_or_after("device-000041"), 41);
+    }
+
+    #[test]
+    fn every_first_character_ids_sort_like_indexes_and_use_the_whole_alphabet() {
+        let ids = SeededIds::new(8_000, IdStyle::EveryFirstCharacter);
+        let all: Vec<String> = (0..8_000).map(|i| ids.id(i)).collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(sorted, all);
+        let firsts: std::collections::BTreeSet<char> =
+            all.iter().filter_map(|id| id.chars().next()).collect();
+        assert_eq!(firsts.len(), DEVICE_ID_CHARACTERS.len());
+        for (i, id) in all.iter().enumerate() {
+            assert_eq!(ids.index_of(id), Some(i as u64), "{id}");
+        }
+        assert_eq!(ids.index_of("a000000"), None);
+        let sorted_alphabet: Vec<u8> = {
+            let mut a = DEVICE_ID_CHARACTERS.as_bytes().to_vec();
+            a.sort();
+            a
+        };
+        assert_eq!(sorted_alphabet, DEVICE_ID_CHARACTERS.as_bytes());
     }
 
     #[test]
     fn the_same_seed_gives_the_same_device() {
-        let ids = SeededIds::new(10);
+        let ids = SeededIds::new(10, IdStyle::Sequential);
         let a =
             serde_json::to_string(&seeded_device(5, &ids, 3, Keys::Derive).twin_json()).unwrap();
         let b =
@@ -262,7 +337,7 @@ mod cost {
     #[test]
     #[ignore]
     fn twin_cost() {
-        let ids = SeededIds::new(100_000);
+        let ids = SeededIds::new(100_000, IdStyle::Sequential);
         let started = std::time::Instant::now();
         let records: Vec<DeviceRecord> = (0..100_000)
             .map(|i| seeded_device(1, &ids, i, Keys::Skip))

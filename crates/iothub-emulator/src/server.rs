@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::error::HubError;
 use crate::model::DeviceInput;
 use crate::query::{self, Selection};
+use crate::registry::as_str_bound;
 use crate::sas::{self, SasRejection};
 use crate::seed::Keys;
 use crate::state::Shared;
@@ -228,9 +229,18 @@ async fn query_twins(
     let mut last_id: Option<String> = None;
     let mut more = false;
     let mut failed = false;
+    let ranged;
     {
+        // The page starts after the continuation's id or at the query's own lower bound,
+        // whichever is later, and stops at the query's upper bound.
+        let (lower, upper) = parsed.device_id_bounds();
+        ranged = lower != std::ops::Bound::Unbounded || upper != std::ops::Bound::Unbounded;
+        let lower = match &after {
+            Some(after) => max_lower_bound(as_str_bound(&lower), after),
+            None => as_str_bound(&lower),
+        };
         let registry = shared.registry_read();
-        registry.scan_after(after.as_deref(), Keys::Skip, |record| {
+        registry.scan_range(lower, as_str_bound(&upper), Keys::Skip, |record| {
             if !parsed.matches(record) {
                 return ControlFlow::Continue(());
             }
@@ -264,6 +274,12 @@ async fn query_twins(
         .stats
         .twins_served
         .fetch_add(served as u64, Ordering::Relaxed);
+    if ranged {
+        shared
+            .stats
+            .ranged_twins_served
+            .fetch_add(served as u64, Ordering::Relaxed);
+    }
     let mut response = json_response(StatusCode::OK, out);
     let response_headers = response.headers_mut();
     response_headers.insert("x-ms-item-type", HeaderValue::from_static("twin"));
@@ -277,6 +293,19 @@ async fn query_twins(
         }
     }
     Ok(response)
+}
+
+/// The later of a query's lower bound and "after the continuation's id".
+fn max_lower_bound<'a>(
+    lower: std::ops::Bound<&'a str>,
+    after: &'a str,
+) -> std::ops::Bound<&'a str> {
+    use std::ops::Bound;
+    match lower {
+        Bound::Included(at) if at > after => lower,
+        Bound::Excluded(at) if at >= after => lower,
+        _ => Bound::Excluded(after),
+    }
 }
 
 async fn get_device(

@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) queries_served: AtomicU64,
     pub(crate) twins_served: AtomicU64,
+    pub(crate) ranged_twins_served: AtomicU64,
     pub(crate) throttled: AtomicU64,
     pub(crate) quota_throttled: AtomicU64,
     pub(crate) server_errors: AtomicU64,
@@ -31,7 +32,13 @@ pub(crate) struct Shared {
     pub(crate) query_counter: AtomicU64,
     pub(crate) request_counter: AtomicU64,
     quota_window: Mutex<(Instant, u32)>,
+    started: Instant,
+    /// When each query request arrived (capped), to check a client's pacing.
+    query_arrivals: Mutex<Vec<Duration>>,
 }
+
+/// Query arrivals kept for [`Shared::query_arrivals`]: a 1,000,000-device read is 10,000.
+const MAX_QUERY_ARRIVALS: usize = 1_000_000;
 
 /// What the connection layer does with one request before routing it.
 pub(crate) enum RequestFault {
@@ -60,6 +67,8 @@ impl Shared {
             query_counter: AtomicU64::new(0),
             request_counter: AtomicU64::new(0),
             quota_window: Mutex::new((Instant::now(), 0)),
+            started: Instant::now(),
+            query_arrivals: Mutex::new(Vec::new()),
         }
     }
 
@@ -124,12 +133,13 @@ impl Shared {
         if let Some(quota) = faults.queries_per_minute {
             let mut window = self.quota_window.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            if now.duration_since(window.0) >= Duration::from_secs(60) {
+            let length = faults.quota_window_length();
+            if now.duration_since(window.0) >= length {
                 *window = (now, 0);
             }
             window.1 = window.1.saturating_add(1);
             if window.1 > quota {
-                let left = Duration::from_secs(60).saturating_sub(now.duration_since(window.0));
+                let left = length.saturating_sub(now.duration_since(window.0));
                 let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
                 self.stats.quota_throttled.fetch_add(1, Ordering::Relaxed);
                 return Err(HubError::throttled(seconds.max(1)));
@@ -138,12 +148,31 @@ impl Shared {
         Ok(())
     }
 
+    /// Notes that a query request arrived (before any fault or check), for pacing tests.
+    pub(crate) fn note_query_arrival(&self) {
+        let mut arrivals = self
+            .query_arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if arrivals.len() < MAX_QUERY_ARRIVALS {
+            arrivals.push(self.started.elapsed());
+        }
+    }
+
+    pub(crate) fn query_arrivals(&self) -> Vec<Duration> {
+        self.query_arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         let s = &self.stats;
         Stats {
             requests: s.requests.load(Ordering::Relaxed),
             queries_served: s.queries_served.load(Ordering::Relaxed),
             twins_served: s.twins_served.load(Ordering::Relaxed),
+            ranged_twins_served: s.ranged_twins_served.load(Ordering::Relaxed),
             throttled: s.throttled.load(Ordering::Relaxed),
             quota_throttled: s.quota_throttled.load(Ordering::Relaxed),
             server_errors: s.server_errors.load(Ordering::Relaxed),

@@ -288,3 +288,119 @@ async fn a_million_devices_start_instantly_and_count() {
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["deviceId"], "device-999999");
 }
+
+type IdFilter = Box<dyn Fn(&str) -> bool>;
+
+async fn count_of(hub: &Hub, condition: &str) -> u64 {
+    let body: Value = hub
+        .query_page(
+            &format!("SELECT COUNT() AS n FROM devices WHERE {condition}"),
+            None,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    body[0]["n"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn device_id_ranges_and_startswith_page_and_count_their_part_only() {
+    let hub = Hub::start(config(2_000, 7)).await;
+    // Overlay devices inside and outside the seeded range, one of them deleted.
+    hub.put_device("device-000100x", json!({})).await;
+    hub.put_device("a-first", json!({})).await;
+    hub.delete_device("device-000150").await;
+    let (all, _) = hub.query_all("SELECT * FROM devices", 100).await;
+    assert_eq!(all.len(), 2_001);
+
+    let query =
+        "SELECT * FROM devices WHERE deviceId >= 'device-000100' AND deviceId < 'device-000300'";
+    let (ids, pages) = hub.query_all(query, 30).await;
+    let expected: Vec<String> = all
+        .iter()
+        .filter(|id| id.as_str() >= "device-000100" && id.as_str() < "device-000300")
+        .cloned()
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(ids.len(), 200);
+    assert_eq!(pages, 7);
+    assert_eq!(
+        count_of(
+            &hub,
+            "deviceId >= 'device-000100' AND deviceId < 'device-000300'"
+        )
+        .await,
+        200
+    );
+    // The other operators and STARTSWITH, each against a filter of the full list.
+    let cases: [(&str, IdFilter); 6] = [
+        ("deviceId < 'b'", Box::new(|id| id < "b")),
+        ("deviceId <= 'device-000010'", Box::new(|id| id <= "device-000010")),
+        ("deviceId > 'device-001990'", Box::new(|id| id > "device-001990")),
+        ("devices.deviceId <> 'a-first' AND deviceId < 'device-000005'", Box::new(|id| id != "a-first" && id < "device-000005")),
+        ("STARTSWITH(deviceId, 'device-0001')", Box::new(|id| id.starts_with("device-0001"))),
+        ("STARTSWITH(deviceId, 'device-00010') AND status = 'enabled' AND deviceId != 'device-000101'", Box::new(|_| true)),
+    ];
+    for (condition, filter) in cases.iter().take(5) {
+        let (ids, _) = hub
+            .query_all(&format!("SELECT * FROM devices WHERE {condition}"), 100)
+            .await;
+        let expected: Vec<String> = all.iter().filter(|id| filter(id)).cloned().collect();
+        assert_eq!(ids, expected, "{condition}");
+        assert_eq!(
+            count_of(&hub, condition).await,
+            expected.len() as u64,
+            "{condition}"
+        );
+    }
+    let (mixed, _) = hub
+        .query_all(&format!("SELECT * FROM devices WHERE {}", cases[5].0), 100)
+        .await;
+    assert!(!mixed.is_empty() && mixed.len() < 11);
+    assert!(mixed
+        .iter()
+        .all(|id| id.starts_with("device-00010") && id != "device-000101"));
+    assert_eq!(count_of(&hub, cases[5].0).await, mixed.len() as u64);
+    // Empty and inverted ranges answer nothing rather than failing.
+    assert_eq!(
+        count_of(&hub, "deviceId >= 'z' AND deviceId < 'a'").await,
+        0
+    );
+    let (none, _) = hub
+        .query_all(
+            "SELECT * FROM devices WHERE deviceId > 'x' AND deviceId <= 'x'",
+            100,
+        )
+        .await;
+    assert!(none.is_empty());
+    // A double-quoted literal holds a quote; a comparison on anything but deviceId is refused.
+    assert_eq!(count_of(&hub, "deviceId < \"a.'\"").await, 1);
+    let refused = hub
+        .query_page("SELECT * FROM devices WHERE status > 'a'", None, None)
+        .await;
+    assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test]
+async fn every_first_character_ids_cover_the_device_id_alphabet() {
+    let hub = Hub::start(EmulatorConfig {
+        devices: 800,
+        id_style: iothub_emulator::IdStyle::EveryFirstCharacter,
+        ..EmulatorConfig::with_seed(3)
+    })
+    .await;
+    let (ids, _) = hub.query_all("SELECT * FROM devices", 100).await;
+    assert_eq!(ids.len(), 800);
+    let firsts: HashSet<char> = ids.iter().filter_map(|id| id.chars().next()).collect();
+    assert_eq!(firsts.len(), 80);
+    // Ids with a quote are served and filtered like any other.
+    let quoted: Vec<&String> = ids.iter().filter(|id| id.starts_with('\'')).collect();
+    assert_eq!(
+        count_of(&hub, "STARTSWITH(deviceId, \"'\")").await,
+        quoted.len() as u64
+    );
+    // A device id created with each special character the hub documents is accepted.
+    hub.put_device("+#;x", json!({})).await;
+}

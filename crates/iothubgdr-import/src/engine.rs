@@ -57,6 +57,9 @@ pub struct EngineConfig {
     /// How often the engine asks the database which of its jobs were cancelled elsewhere
     /// and whether a slot freed on another replica.
     pub cancel_poll: Duration,
+    /// The most readers one import uses on a large hub whose quota allows more than one
+    /// reader can use (1: always one reader).
+    pub readers_per_import: usize,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             client: ClientOptions::default(),
             lease: Duration::from_secs(30),
             cancel_poll: Duration::from_millis(500),
+            readers_per_import: 8,
         }
     }
 }

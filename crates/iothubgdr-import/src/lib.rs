@@ -13,6 +13,7 @@ pub mod mapping;
 mod metrics;
 mod pipeline;
 mod schedule;
+pub mod source;
 
 pub use engine::{
     Engine, EngineConfig, ImportRequest, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,

@@ -73,6 +73,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         iothub_idle_timeout: Duration::from_secs(300),
         iothub_page_size: iothub_client::MAX_PAGE_SIZE,
         iothub_queries_per_minute: None,
+        iothub_readers: 8,
         iothub_retry_budget: Duration::from_secs(120),
         import_workers: 8,
         imports_per_tenant: 2,

@@ -122,6 +122,12 @@ pub struct ImportArgs {
     /// unit, 1000 per S3 unit); unset, the client slows down only when throttled.
     #[arg(long, env = "IOTHUBGDR_IOTHUB_QUERIES_PER_MINUTE")]
     pub iothub_queries_per_minute: Option<u32>,
+    /// The most parallel readers one import uses on a large hub (5,000+ devices) whose
+    /// quota allows more queries than one reader can send: each reads its own part of the
+    /// registry, all paced together under --iothub-queries-per-minute. 1 reads every hub
+    /// with one reader.
+    #[arg(long, env = "IOTHUBGDR_IOTHUB_READERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub iothub_readers: u16,
     /// How long one page may keep being retried (throttling, 5xx, network) before the
     /// import fails.
     #[arg(long, env = "IOTHUBGDR_IOTHUB_RETRY_BUDGET", default_value = "2m", value_parser = parse_duration)]
@@ -185,6 +191,7 @@ impl ImportArgs {
                 ..ClientOptions::default()
             },
             lease: self.import_lease,
+            readers_per_import: usize::from(self.iothub_readers),
             ..EngineConfig::default()
         })
     }

@@ -99,6 +99,38 @@ impl Hub {
         request.send().await.unwrap()
     }
 
+    /// Creates a device (the id percent-encoded into the path) and checks it was created.
+    pub async fn put_device(&self, id: &str, body: Value) {
+        let path = format!(
+            "/devices/{}",
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let response = self
+            .client
+            .put(self.url(&path))
+            .header("authorization", self.token())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "creating {id}");
+    }
+
+    pub async fn delete_device(&self, id: &str) {
+        let path = format!(
+            "/devices/{}",
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let response = self
+            .client
+            .delete(self.url(&path))
+            .header("authorization", self.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "deleting {id}");
+    }
+
     /// Pages through a query and returns every deviceId in order, and the number of pages.
     pub async fn query_all(&self, query: &str, max: u32) -> (Vec<String>, usize) {
         let mut ids = Vec::new();

@@ -12,7 +12,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use iothub_client::{HubClient, HubError};
+use iothub_client::HubClient;
 use iothubgdr_store::{ImportOutcome, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -20,13 +20,14 @@ use tracing::{info, warn};
 use crate::engine::{Inner, MSG_RESTARTED};
 use crate::mapping::MappedPage;
 use crate::schedule::QueuedJob;
+use crate::source::{self, ReadError, ReadPlan};
 
 /// The swagger's limit on `error_message`.
 pub(crate) const MAX_ERROR_MESSAGE: usize = 1024;
 
 /// What the reader hands the writer: one hub page, mapped (twins over IoT Hub's limits
 /// counted, not copied), or why reading stopped.
-pub(crate) type Page = Result<MappedPage, HubError>;
+pub(crate) type Page = Result<MappedPage, ReadError>;
 
 pub(crate) enum JobEnd {
     /// Every device was read and written.
@@ -92,24 +93,29 @@ async fn execute(
     // inside it.
     let client = HubClient::new(connection, options).map_err(|e| hub_failure(&e))?;
 
-    let total = tokio::select! {
+    let hub = tokio::select! {
         biased;
         _ = cancel.cancelled() => return Ok(JobEnd::Cancelled),
         _ = inner.shutdown.cancelled() => return Ok(JobEnd::ShuttingDown),
-        total = client.count_devices() => total.map_err(|e| hub_failure(&e))?,
+        hub = source::count(&client) => hub.map_err(|e| hub_failure(&e))?,
     };
     inner
         .store
-        .import_set_total(id, total)
+        .import_set_total(id, hub.total)
         .await
         .map_err(store_failure)?;
 
+    let plan = ReadPlan {
+        max_readers: inner.config.readers_per_import,
+        queries_per_minute: inner.config.client.queries_per_minute,
+        page_size: inner.config.client.page_size,
+    };
     // The reader owns the last copy of the secret; it ends with this function.
-    let (pages, _reader) = reader::spawn(client, id, total, hub_host, home_location);
+    let (pages, _reader) = reader::spawn(client, plan, hub, id, hub_host, home_location);
     writer::write_all(inner, id, tenant_id, pages, cancel).await
 }
 
-pub(crate) fn hub_failure(err: &HubError) -> String {
+pub(crate) fn hub_failure(err: &dyn std::fmt::Display) -> String {
     truncate(err.to_string())
 }
 

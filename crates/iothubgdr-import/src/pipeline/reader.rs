@@ -1,16 +1,17 @@
 //! The reader: pages through the hub's twins and maps each page to assets, a few pages
 //! ahead of the writer.
 
-use iothub_client::HubClient;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use iothub_client::{HubClient, Twin};
 use tokio::sync::mpsc;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::Page;
-use crate::mapping::{loggable_device_id, map_page};
+use crate::mapping::{loggable_device_id, map_page, MappedPage};
+use crate::source::{self, HubCount, ReadPlan};
 
-/// The query that reads every device twin.
-const ALL_DEVICES: &str = "SELECT * FROM devices";
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
 /// overlap, and memory stays bounded by a few pages whatever the hub's size.
 const PAGES_AHEAD: usize = 4;
@@ -27,46 +28,37 @@ impl Drop for ReaderTask {
     }
 }
 
-/// Starts reading every device of the hub behind `client`, which reported `total` devices.
-/// Pages arrive in hub order; an `Err` is the last item (also when the hub pages in a loop
-/// or far past `total`).
+/// Starts reading every device of the hub behind `client`, with one reader or several
+/// over disjoint parts of the registry ([`source::read_all`]). Pages arrive in hub order
+/// within a part; an `Err` is the last item (also when the hub pages in a loop or far past
+/// the count it reported).
 pub(crate) fn spawn(
     client: HubClient,
+    plan: ReadPlan,
+    hub: HubCount,
     import_id: Uuid,
-    total: u64,
     hub_host: String,
     home_location: Option<String>,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
-    let mut pages = client.query_devices(ALL_DEVICES).expecting(total);
-    drop(client);
-    let task = tokio::spawn(async move {
-        let mut refused_so_far: u64 = 0;
-        let mut on_refused = |twin: &iothub_client::Twin, reason| {
-            refused_so_far += 1;
-            if refused_so_far <= MAX_REFUSED_LOGGED {
-                let device = loggable_device_id(&twin.device_id);
-                warn!(import = %import_id, %device, %reason, "twin refused: it breaks IoT Hub's limits");
-            } else if refused_so_far == MAX_REFUSED_LOGGED + 1 {
-                warn!(import = %import_id, "more twins refused; their ids are not logged");
-            }
-        };
-        loop {
-            let item = match pages.next_page().await {
-                Ok(Some(twins)) => Ok(map_page(
-                    &hub_host,
-                    &twins,
-                    home_location.as_deref(),
-                    &mut on_refused,
-                )),
-                Ok(None) => break,
-                Err(err) => Err(err),
-            };
-            let failed = item.is_err();
-            if pages_tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
+    // Shared by every reader of a partitioned read, so the log bound holds per import.
+    let refused_so_far = AtomicU64::new(0);
+    let map = move |twins: &[Twin]| -> MappedPage {
+        map_page(
+            &hub_host,
+            twins,
+            home_location.as_deref(),
+            |twin, reason| {
+                let refused = refused_so_far.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused <= MAX_REFUSED_LOGGED {
+                    let device = loggable_device_id(&twin.device_id);
+                    warn!(import = %import_id, %device, %reason, "twin refused: it breaks IoT Hub's limits");
+                } else if refused == MAX_REFUSED_LOGGED + 1 {
+                    warn!(import = %import_id, "more twins refused; their ids are not logged");
+                }
+            },
+        )
+    };
+    let task = tokio::spawn(source::read_all(client, plan, hub, map, pages_tx));
     (pages_rx, ReaderTask(task))
 }
