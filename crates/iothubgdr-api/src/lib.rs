@@ -12,11 +12,14 @@
 //! Every layer (metrics, tracing, body limit, the 404/405 fallbacks) is applied in
 //! [`router`] after the merge, so merged routes get all of them.
 
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod paging;
+pub mod rate_limit;
 mod routes;
+pub mod server;
 pub mod validate;
 
 use std::sync::Arc;
@@ -30,10 +33,14 @@ use iothubgdr_store::Store;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use edge::RequestLimits;
 pub use error::ApiError;
 pub use extract::{ApiJson, Caller};
 pub use metrics::{new_registry, HttpMetrics, SharedRegistry};
+pub use paging::PagingKey;
+pub use rate_limit::{RateLimitConfig, RateLimits};
 pub use routes::{render_time, tenant_identity};
+pub use server::{load_tls, ServeOptions};
 
 /// The largest request body accepted; larger ones answer 413.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -49,6 +56,11 @@ pub struct ApiState {
     /// The import engine behind `/archivist/v2/iothubgdr`; without one those routes answer
     /// 503.
     pub engine: Option<Engine>,
+    /// Per-tenant and token-endpoint rate limits.
+    pub rate_limits: Arc<RateLimits>,
+    /// Signs and checks page tokens.
+    pub paging: PagingKey,
+    bounds: Arc<edge::Bounds>,
 }
 
 impl ApiState {
@@ -66,7 +78,30 @@ impl ApiState {
             http_metrics: Arc::new(http_metrics),
             registry,
             engine: None,
+            rate_limits: Arc::new(RateLimits::default()),
+            // A key of this process only: servers that share a database share theirs with
+            // `with_paging_key`.
+            paging: PagingKey::random(),
+            bounds: Arc::new(edge::Bounds::new(RequestLimits::default())),
         }
+    }
+
+    /// Limits requests per tenant and token requests per client and address.
+    pub fn with_rate_limits(mut self, config: RateLimitConfig) -> Self {
+        self.rate_limits = Arc::new(RateLimits::new(config));
+        self
+    }
+
+    /// Signs page tokens with `key` (the same on every server of one database).
+    pub fn with_paging_key(mut self, key: PagingKey) -> Self {
+        self.paging = key;
+        self
+    }
+
+    /// Bounds each request's time and the requests handled at once.
+    pub fn with_request_limits(mut self, limits: RequestLimits) -> Self {
+        self.bounds = Arc::new(edge::Bounds::new(limits));
+        self
     }
 
     /// Serves imports with `engine`.
@@ -82,15 +117,14 @@ impl ApiState {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+/// Serves `app` on `listener` with the default edge bounds (see [`server::serve`]) until
+/// `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, ServeOptions::default(), shutdown).await
 }
 
 /// The whole API.
@@ -106,9 +140,16 @@ pub fn router(state: ApiState) -> Router {
         .merge(iothubgdr_console::router());
     // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
 
+    // Layers run outermost last-added first: tracing, body limit, metrics (which so see the
+    // final status), `Allow`, then the request bounds around the handler.
     routes
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.bounds.clone(),
+            edge::bound,
+        ))
+        .layer(axum::middleware::from_fn(edge::allow))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             metrics::track,

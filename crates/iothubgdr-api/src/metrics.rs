@@ -72,8 +72,27 @@ impl HttpMetrics {
     }
 }
 
+/// The `method` label: the methods of HTTP, or `other` for anything a client made up, so a
+/// client cannot add series by sending new method names.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware counting every request under its route template (never the concrete path,
-/// which would make one series per identity).
+/// which would make one series per identity), or `unmatched` for paths no route serves.
+/// Every label comes from a closed set: templates, [`method_label`] and status codes.
 pub(crate) async fn track(
     State(metrics): State<Arc<HttpMetrics>>,
     request: Request,
@@ -84,7 +103,7 @@ pub(crate) async fn track(
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     metrics

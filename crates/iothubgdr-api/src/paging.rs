@@ -2,20 +2,30 @@
 //! continue, filters in dotted form, and `X-Request-Total-Count`.
 //!
 //! A page token is base64url of a small JSON document `{"k": kind, "q": query, "b":
-//! before_seq}`. Archivist clients send the token alone on later pages, so the query (the
-//! filters) travels in it. It is not signed: a client that edits its own token can only ask
-//! another question about its own tenant's data, which it may ask anyway. A token that does
-//! not decode, or that was made for another list, answers 400.
+//! before_seq}`, a dot, and base64url of its HMAC-SHA256 under the database's paging key.
+//! Archivist clients send the token alone on later pages, so the query (the filters)
+//! travels in it. The signature means the server only ever runs queries it built itself
+//! from checked filters: a token it did not issue (edited, forged, unsigned, or made for
+//! another list) answers 400, and the filters inside a token are checked again anyway.
+//!
+//! Filters are bounded: at most [`MAX_FILTERS`], each name and value at most
+//! [`crate::validate::MAX_FIELD_CHARS`] characters, all together at most
+//! [`MAX_FILTER_CHARS`], so a token the server issues always fits in a request line.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::ApiError;
 
@@ -23,6 +33,13 @@ use crate::ApiError;
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The largest `page_size` accepted.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The most filters one list request may name.
+pub const MAX_FILTERS: usize = 10;
+/// The most characters all filter names and values of one request may have together.
+pub const MAX_FILTER_CHARS: usize = 4096;
+/// The longest `page_token` accepted: longer than any token the server issues.
+pub const MAX_PAGE_TOKEN_CHARS: usize = 48 * 1024;
 
 /// The prefix of attribute filters: `attributes.<name>=<value>`.
 pub const ATTRIBUTE_FILTER_PREFIX: &str = "attributes.";
@@ -70,6 +87,9 @@ impl ListQuery {
                 if query.page_token.is_some() {
                     return Err(repeated(&name));
                 }
+                if value.chars().count() > MAX_PAGE_TOKEN_CHARS {
+                    return Err(bad_token());
+                }
                 if !value.is_empty() {
                     query.page_token = Some(value);
                 }
@@ -82,7 +102,8 @@ impl ListQuery {
                         "query parameter `attributes.` needs an attribute name",
                     ));
                 }
-                crate::validate::max_len(&name, &value)?;
+                crate::validate::max_len("attribute filter name", attribute)?;
+                crate::validate::max_len("attribute filter value", &value)?;
                 query.attributes.push((attribute.to_owned(), value));
             } else if plain_filters.contains(&name.as_str()) {
                 crate::validate::max_len(&name, &value)?;
@@ -93,6 +114,18 @@ impl ListQuery {
                 return Err(unknown(&name));
             }
         }
+        check_filters(
+            query
+                .filters
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .chain(
+                    query
+                        .attributes
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str())),
+                ),
+        )?;
         Ok(query)
     }
 
@@ -102,12 +135,102 @@ impl ListQuery {
     }
 }
 
+/// Filters as name and value pairs, however a list keeps them; checked when they arrive in
+/// a request and again when they come back inside a page token.
+pub trait Filters {
+    fn filter_pairs(&self) -> Vec<(&str, &str)>;
+}
+
+/// At most [`MAX_FILTERS`] filters, each part at most 1024 characters, at most
+/// [`MAX_FILTER_CHARS`] together.
+pub fn check_filters<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), ApiError> {
+    let mut count = 0;
+    let mut chars = 0;
+    for (name, value) in pairs {
+        count += 1;
+        crate::validate::max_len("filter name", name)?;
+        crate::validate::max_len("filter value", value)?;
+        chars += name.chars().count() + value.chars().count();
+    }
+    if count > MAX_FILTERS {
+        return Err(ApiError::invalid_argument(format!(
+            "{count} filters given; a list takes at most {MAX_FILTERS}"
+        )));
+    }
+    if chars > MAX_FILTER_CHARS {
+        return Err(ApiError::invalid_argument(format!(
+            "the filters are {chars} characters long together; the limit is {MAX_FILTER_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
 fn repeated(name: &str) -> ApiError {
-    ApiError::invalid_argument(format!("query parameter `{name}` is given more than once"))
+    ApiError::invalid_argument(format!(
+        "query parameter `{}` is given more than once",
+        crate::validate::shown_name(name)
+    ))
 }
 
 fn unknown(name: &str) -> ApiError {
-    ApiError::invalid_argument(format!("unknown query parameter `{name}`"))
+    ApiError::invalid_argument(format!(
+        "unknown query parameter `{}`",
+        crate::validate::shown_name(name)
+    ))
+}
+
+fn bad_token() -> ApiError {
+    ApiError::invalid_argument(
+        "query parameter `page_token` is not a page token this server issued: send the `next_page_token` of the previous page unchanged",
+    )
+}
+
+/// The key that signs page tokens. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct PagingKey(Arc<Zeroizing<Vec<u8>>>);
+
+impl PagingKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(Zeroizing::new(bytes)))
+    }
+
+    /// A random 32-byte key.
+    pub fn random() -> Self {
+        Self::new(Self::random_bytes().to_vec())
+    }
+
+    /// 32 random bytes: the candidate key of a database that has none yet.
+    pub fn random_bytes() -> Zeroizing<Vec<u8>> {
+        let mut bytes = Zeroizing::new(vec![0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut_slice());
+        bytes
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length, so this cannot fail.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn sign(&self, payload: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    fn verify(&self, payload: &str, signature: &str) -> bool {
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&signature).is_ok()
+    }
+}
+
+impl std::fmt::Debug for PagingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PagingKey(<redacted>)")
+    }
 }
 
 /// Parses `page_size`: absent means [`DEFAULT_PAGE_SIZE`]; it must be 1..=[`MAX_PAGE_SIZE`].
@@ -132,7 +255,12 @@ struct TokenBody<Q> {
 }
 
 /// The token that continues `query` below `before_seq` in the list named `kind`.
-pub fn encode_page_token<Q: Serialize>(kind: &str, query: &Q, before_seq: i64) -> String {
+pub fn encode_page_token<Q: Serialize>(
+    key: &PagingKey,
+    kind: &str,
+    query: &Q,
+    before_seq: i64,
+) -> String {
     let body = TokenBody {
         k: kind.to_owned(),
         q: query,
@@ -140,39 +268,46 @@ pub fn encode_page_token<Q: Serialize>(kind: &str, query: &Q, before_seq: i64) -
     };
     // Serialising plain data to JSON cannot fail; an empty token would only end the list.
     let json = serde_json::to_vec(&body).unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(json)
+    let payload = URL_SAFE_NO_PAD.encode(json);
+    let signature = key.sign(&payload);
+    format!("{payload}.{signature}")
 }
 
-/// The query and `before_seq` a token continues; 400 when it is garbled or not this list's.
-pub fn decode_page_token<Q: DeserializeOwned>(
+/// The query and `before_seq` a token continues; 400 when the server did not issue it for
+/// this list, or its filters break the bounds.
+pub fn decode_page_token<Q: DeserializeOwned + Filters>(
+    key: &PagingKey,
     kind: &str,
     token: &str,
 ) -> Result<(Q, i64), ApiError> {
-    let garbled = || ApiError::invalid_argument("query parameter `page_token` is not valid");
-    let json = URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| garbled())?;
-    let body: TokenBody<Q> = serde_json::from_slice(&json).map_err(|_| garbled())?;
-    if body.k != kind || body.b <= 0 {
-        return Err(garbled());
+    let (payload, signature) = token.split_once('.').ok_or_else(bad_token)?;
+    if !key.verify(payload, signature) {
+        return Err(bad_token());
     }
+    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad_token())?;
+    let body: TokenBody<Q> = serde_json::from_slice(&json).map_err(|_| bad_token())?;
+    if body.k != kind || body.b <= 0 {
+        return Err(bad_token());
+    }
+    check_filters(body.q.filter_pairs().into_iter())?;
     Ok((body.q, body.b))
 }
 
 /// The query to run and where to continue: from the token when there is one (filters
 /// repeated next to it must be the token's), else the request's own query from the start.
 pub fn resolve<Q>(
+    key: &PagingKey,
     kind: &str,
     list: &ListQuery,
     from_request: Q,
 ) -> Result<(Q, Option<i64>), ApiError>
 where
-    Q: DeserializeOwned + PartialEq,
+    Q: DeserializeOwned + PartialEq + Filters,
 {
     match &list.page_token {
         None => Ok((from_request, None)),
         Some(token) => {
-            let (query, before_seq) = decode_page_token::<Q>(kind, token)?;
+            let (query, before_seq) = decode_page_token::<Q>(key, kind, token)?;
             if list.has_filters() && query != from_request {
                 return Err(ApiError::invalid_argument(
                     "the filters differ from those of the `page_token`: send the token alone",
@@ -190,7 +325,7 @@ pub async fn list_answer<B: Serialize>(
     body: B,
     count: impl std::future::Future<Output = Result<u64, iothubgdr_store::StoreError>>,
 ) -> Result<Response, ApiError> {
-    if wants_total_count(headers) {
+    if wants_total_count(headers)? {
         let count = count.await?;
         Ok(([total_count_header(count)], Json(body)).into_response())
     } else {
@@ -198,12 +333,24 @@ pub async fn list_answer<B: Serialize>(
     }
 }
 
-/// Did the request send `X-Request-Total-Count: true`?
-pub fn wants_total_count(headers: &HeaderMap) -> bool {
-    headers
-        .get(REQUEST_TOTAL_COUNT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+/// Did the request send `X-Request-Total-Count: true`? `false` or no header: no; anything
+/// else answers 400 (the header is documented as `true` or `false`).
+pub fn wants_total_count(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let mut values = headers.get_all(REQUEST_TOTAL_COUNT).iter();
+    let Some(value) = values.next() else {
+        return Ok(false);
+    };
+    let invalid = || {
+        ApiError::invalid_argument("header `X-Request-Total-Count` must be `true` or `false`")
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    match value.to_str().map(str::trim) {
+        Ok("true") => Ok(true),
+        Ok("false") => Ok(false),
+        _ => Err(invalid()),
+    }
 }
 
 /// The `X-Total-Count` header of an answer.
@@ -221,21 +368,69 @@ mod tests {
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     struct Q {
         name: Option<String>,
+        #[serde(default)]
+        more: Vec<(String, String)>,
+    }
+
+    impl Filters for Q {
+        fn filter_pairs(&self) -> Vec<(&str, &str)> {
+            self.name
+                .iter()
+                .map(|name| ("name", name.as_str()))
+                .chain(self.more.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .collect()
+        }
     }
 
     #[test]
-    fn token_round_trips_and_rejects_garbage_and_other_lists() {
+    fn token_round_trips_and_refuses_tokens_it_did_not_issue() {
+        let key = PagingKey::random();
         let query = Q {
             name: Some("x".into()),
+            more: vec![],
         };
-        let token = encode_page_token("locations", &query, 42);
+        let token = encode_page_token(&key, "locations", &query, 42);
         assert_eq!(
-            decode_page_token::<Q>("locations", &token).unwrap(),
+            decode_page_token::<Q>(&key, "locations", &token).unwrap(),
             (query, 42)
         );
-        assert!(decode_page_token::<Q>("assets", &token).is_err());
-        assert!(decode_page_token::<Q>("locations", "garbled!!").is_err());
-        assert!(decode_page_token::<Q>("locations", "e30").is_err());
+        // Another list, another key, garbage, an unsigned payload, an edited payload.
+        assert!(decode_page_token::<Q>(&key, "assets", &token).is_err());
+        assert!(decode_page_token::<Q>(&PagingKey::random(), "locations", &token).is_err());
+        assert!(decode_page_token::<Q>(&key, "locations", "garbled!!").is_err());
+        let (payload, signature) = token.split_once('.').unwrap();
+        assert!(decode_page_token::<Q>(&key, "locations", payload).is_err());
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"k":"locations","q":{"name":"y"},"b":9}"#);
+        assert!(decode_page_token::<Q>(&key, "locations", &format!("{forged}.{signature}")).is_err());
+    }
+
+    #[test]
+    fn filters_inside_a_signed_token_are_bounded_too() {
+        let key = PagingKey::random();
+        let query = Q {
+            name: None,
+            more: (0..MAX_FILTERS + 1)
+                .map(|i| (format!("a{i}"), "v".to_owned()))
+                .collect(),
+        };
+        let token = encode_page_token(&key, "assets", &query, 7);
+        let err = decode_page_token::<Q>(&key, "assets", &token).unwrap_err();
+        assert!(err.message.contains("at most"), "{}", err.message);
+    }
+
+    #[test]
+    fn too_many_or_too_long_filters_are_refused() {
+        let many: Vec<String> = (0..=MAX_FILTERS).map(|i| format!("attributes.a{i}=v")).collect();
+        assert!(ListQuery::parse(Some(&many.join("&")), &[], true).is_err());
+        let ten: Vec<String> = (0..MAX_FILTERS).map(|i| format!("attributes.a{i}=v")).collect();
+        assert!(ListQuery::parse(Some(&ten.join("&")), &[], true).is_ok());
+        let long = format!("attributes.x={}", "v".repeat(1025));
+        assert!(ListQuery::parse(Some(&long), &[], true).is_err());
+        let wide: Vec<String> = (0..5)
+            .map(|i| format!("attributes.a{i}={}", "v".repeat(1000)))
+            .collect();
+        let err = ListQuery::parse(Some(&wide.join("&")), &[], true).unwrap_err();
+        assert!(err.message.contains("4096"), "{}", err.message);
     }
 
     #[test]

@@ -7,10 +7,16 @@ use crate::ApiError;
 /// The longest string field the API takes (the swagger's limit).
 pub const MAX_FIELD_CHARS: usize = 1024;
 
+/// Blank: empty or only spaces, tabs and line breaks. The OpenAPI document says the same
+/// with the pattern `[^ \t\n\r]` (one character that is none of them).
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// A field that must be present and not blank, at most [`MAX_FIELD_CHARS`] characters.
 pub fn required<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, ApiError> {
     match value {
-        Some(text) if !text.trim().is_empty() => {
+        Some(text) if !is_blank(text) => {
             max_len(field, text)?;
             Ok(text)
         }
@@ -40,7 +46,7 @@ pub fn attributes(field: &str, map: &serde_json::Map<String, Value>) -> Result<(
             )));
         }
         max_len(&format!("{field} name"), name)?;
-        json_strings(&format!("{field}.{name}"), value)?;
+        json_strings(&format!("{field}.{}", shown_name(name)), value)?;
     }
     Ok(())
 }
@@ -54,6 +60,22 @@ fn json_strings(field: &str, value: &Value) -> Result<(), ApiError> {
             json_strings(field, item)
         }),
         _ => Ok(()),
+    }
+}
+
+/// A name the client sent (a query parameter, a JSON field), as an error may show it: only
+/// when it is short and made of name characters, since a client may paste anything where a
+/// name goes, a connection string included.
+pub fn shown_name(name: &str) -> &str {
+    let looks_like_a_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'));
+    if looks_like_a_name {
+        name
+    } else {
+        "<not shown>"
     }
 }
 
@@ -77,6 +99,17 @@ mod tests {
         assert!(err.message.contains("display_name"));
         assert!(required("display_name", Some("  ")).is_err());
         assert_eq!(required("x", Some("ok")).unwrap(), "ok");
+    }
+
+    #[test]
+    fn only_short_plain_names_are_shown() {
+        assert_eq!(shown_name("display_name"), "display_name");
+        assert_eq!(shown_name("attributes.x"), "attributes.x");
+        assert_eq!(
+            shown_name("HostName=h.azure-devices.net;SharedAccessKey=abc="),
+            "<not shown>"
+        );
+        assert_eq!(shown_name(&"a".repeat(65)), "<not shown>");
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! Bearer tokens: HS256 JWTs with claims `{sub, tenant, iat, exp, iss, jti}`.
+//! Bearer tokens: HS256 JWTs with claims `{sub, tenant, iat, exp, iss, jti}` and the id of
+//! their signing key (`kid`) in the header.
 //!
 //! Verification pins the algorithm to HS256 (a token that names `none` or any other
 //! algorithm is refused), checks the issuer and the expiry with a small leeway for clock skew
 //! between processes. Whether the app still exists is the caller's check (the API looks it up
 //! in the store after [`TokenService::verify`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::rngs::OsRng;
@@ -22,31 +28,122 @@ pub const ISSUER: &str = "iothubgdr";
 /// Accepted clock skew between the process that issued a token and the one checking it.
 const LEEWAY_SECONDS: u64 = 5;
 
-/// The bytes of a signing key (32 random bytes by default), wiped on drop.
+/// Longest and shortest accepted key ids (`kid`).
+const MAX_KID_CHARS: usize = 64;
+/// The shortest key accepted: HS256 wants at least as many key bytes as its output.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// A token signing key: its id (`kid` in the header of the tokens it signs) and its bytes
+/// (32 random bytes by default), wiped on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct SigningKey(Vec<u8>);
+pub struct SigningKey {
+    kid: String,
+    bytes: Vec<u8>,
+}
 
 impl SigningKey {
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+    /// A key with this id; refused when the id is not 1 to 64 of `A-Z a-z 0-9 - _ .` or the
+    /// key is shorter than [`MIN_KEY_BYTES`].
+    pub fn new(kid: impl Into<String>, bytes: Vec<u8>) -> Result<Self, KeyError> {
+        let kid = kid.into();
+        if !valid_kid(&kid) {
+            return Err(KeyError::BadKid);
+        }
+        if bytes.len() < MIN_KEY_BYTES {
+            let mut bytes = bytes;
+            bytes.zeroize();
+            return Err(KeyError::TooShort);
+        }
+        Ok(Self { kid, bytes })
+    }
+
+    /// A new random key (32 bytes) with a new random id.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new(vec![0u8; 32]);
+        OsRng.fill_bytes(bytes.as_mut_slice());
+        let mut id = [0u8; 6];
+        OsRng.fill_bytes(&mut id);
+        let kid = format!(
+            "k{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        Self {
+            kid,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
+
+    /// The key as one line of a keys file: `<kid> <base64 key>`.
+    pub fn to_line(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("{} {}", self.kid, STANDARD.encode(&self.bytes)))
+    }
+}
+
+fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= MAX_KID_CHARS
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey(<redacted>)")
+        write!(f, "SigningKey({}, <redacted>)", self.kid)
     }
 }
 
-/// A new random signing key (32 bytes), the candidate for `Store::signing_key_get_or_insert`.
-pub fn generate_signing_key() -> SigningKey {
-    let mut bytes = Zeroizing::new(vec![0u8; 32]);
-    OsRng.fill_bytes(bytes.as_mut_slice());
-    SigningKey(bytes.to_vec())
+/// Why a key was refused. Never holds key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("a key id must be 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`")]
+    BadKid,
+    #[error("a signing key must be at least {MIN_KEY_BYTES} bytes")]
+    TooShort,
+    #[error("line {0} of the keys is not `<kid> <base64 key>`")]
+    BadLine(usize),
+    #[error("key id {0} appears twice")]
+    DuplicateKid(String),
+    #[error("no signing key is given")]
+    Empty,
+}
+
+/// Parses keys given by an operator (a keys file or an environment variable): one key a
+/// line, `<kid> <base64 key>`, blank lines and `#` comments ignored. The first key signs new
+/// tokens; every key verifies. Errors name the line, never its content.
+pub fn parse_keys(text: &str) -> Result<Vec<SigningKey>, KeyError> {
+    let mut keys: Vec<SigningKey> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let number = index + 1;
+        let (kid, encoded) = line
+            .split_once(char::is_whitespace)
+            .ok_or(KeyError::BadLine(number))?;
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim()))
+            .map_err(|_| KeyError::BadLine(number))?;
+        let key = SigningKey::new(kid, bytes)?;
+        if keys.iter().any(|known| known.kid == key.kid) {
+            return Err(KeyError::DuplicateKid(key.kid.clone()));
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    Ok(keys)
 }
 
 /// A bearer token, redacted in `Debug`/`Display` and wiped on drop.
@@ -106,10 +203,37 @@ pub enum TokenError {
     Signing,
 }
 
-/// Issues and verifies tokens with one key. Cheap to share behind an `Arc`.
-pub struct TokenService {
+/// The keys a [`TokenService`] works with: one signs, all verify.
+struct KeyRing {
+    signing_kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: HashMap<String, DecodingKey>,
+}
+
+impl KeyRing {
+    fn new(signing: &SigningKey, verifying: &[SigningKey]) -> Self {
+        let mut decoding: HashMap<String, DecodingKey> = verifying
+            .iter()
+            .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.bytes)))
+            .collect();
+        decoding.insert(
+            signing.kid.clone(),
+            DecodingKey::from_secret(&signing.bytes),
+        );
+        Self {
+            signing_kid: signing.kid.clone(),
+            encoding: EncodingKey::from_secret(&signing.bytes),
+            decoding,
+        }
+    }
+}
+
+/// Issues and verifies tokens. Tokens name their key in the header (`kid`); a token whose
+/// key is unknown here (retired, or never ours) is refused. The keys can be replaced while
+/// the service runs ([`TokenService::set_keys`]), so a key rotated or retired through the
+/// database takes effect without a restart. Cheap to share behind an `Arc`.
+pub struct TokenService {
+    keys: RwLock<Arc<KeyRing>>,
     validation: Validation,
     ttl: Duration,
 }
@@ -117,25 +241,47 @@ pub struct TokenService {
 impl fmt::Debug for TokenService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenService")
+            .field("signing_kid", &self.signing_kid())
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
 impl TokenService {
-    /// `ttl` is the lifetime of the tokens it issues.
-    pub fn new(key: &SigningKey, ttl: Duration) -> Self {
+    /// Signs with `signing`, verifies with it and with every key of `verifying`; `ttl` is
+    /// the lifetime of the tokens it issues.
+    pub fn new(signing: &SigningKey, verifying: &[SigningKey], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
         validation.validate_exp = true;
         Self {
-            encoding: EncodingKey::from_secret(key.as_bytes()),
-            decoding: DecodingKey::from_secret(key.as_bytes()),
+            keys: RwLock::new(Arc::new(KeyRing::new(signing, verifying))),
             validation,
             ttl,
         }
+    }
+
+    /// Replaces the keys: tokens of keys no longer listed are refused from now on.
+    pub fn set_keys(&self, signing: &SigningKey, verifying: &[SigningKey]) {
+        let ring = Arc::new(KeyRing::new(signing, verifying));
+        match self.keys.write() {
+            Ok(mut keys) => *keys = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The id of the key that signs new tokens.
+    pub fn signing_kid(&self) -> String {
+        self.ring().signing_kid.clone()
     }
 
     pub fn ttl(&self) -> Duration {
@@ -170,14 +316,22 @@ impl TokenService {
             iss: ISSUER.to_owned(),
             jti: Uuid::new_v4().to_string(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let ring = self.ring();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(ring.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.encoding)
             .map(AccessToken)
             .map_err(|_| TokenError::Signing)
     }
 
-    /// The claims of a valid, unexpired token signed with this key using HS256.
+    /// The claims of a valid, unexpired token signed using HS256 with one of this service's
+    /// keys, named by the token's `kid`.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let ring = self.ring();
+        let key = ring.decoding.get(&kid).ok_or(TokenError::Invalid)?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -189,11 +343,9 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
 
     fn service() -> TokenService {
-        TokenService::new(&generate_signing_key(), Duration::from_secs(3600))
+        TokenService::new(&SigningKey::generate(), &[], Duration::from_secs(3600))
     }
 
     #[test]
@@ -248,8 +400,8 @@ mod tests {
 
     #[test]
     fn other_hmac_algorithm_is_refused() {
-        let key = generate_signing_key();
-        let tokens = TokenService::new(&key, Duration::from_secs(60));
+        let key = SigningKey::generate();
+        let tokens = TokenService::new(&key, &[], Duration::from_secs(60));
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             sub: "c".into(),
@@ -259,8 +411,10 @@ mod tests {
             iss: ISSUER.into(),
             jti: "j".into(),
         };
+        let mut header = Header::new(Algorithm::HS512);
+        header.kid = Some(key.kid().to_owned());
         let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
+            &header,
             &claims,
             &EncodingKey::from_secret(key.as_bytes()),
         )
@@ -270,10 +424,78 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let key = generate_signing_key();
+        let key = SigningKey::generate();
         let token = service().issue("c", Uuid::new_v4()).unwrap();
         let shown = format!("{key:?} {token:?} {}", token.access_token);
         assert!(!shown.contains(token.access_token.expose()));
+        assert!(!shown.contains(&STANDARD.encode(key.as_bytes())));
+        assert!(!format!("{:?}", key.as_bytes()).is_empty());
         assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_rotation_keeps_old_tokens_until_their_key_is_dropped() {
+        let old = SigningKey::generate();
+        let new = SigningKey::generate();
+        let tokens = TokenService::new(&old, &[], Duration::from_secs(60));
+        let before = tokens.issue("c", Uuid::new_v4()).unwrap();
+        let header = jsonwebtoken::decode_header(before.access_token.expose()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(old.kid()));
+
+        tokens.set_keys(&new, std::slice::from_ref(&old));
+        assert_eq!(tokens.signing_kid(), new.kid());
+        let after = tokens.issue("c", Uuid::new_v4()).unwrap();
+        assert!(tokens.verify(before.access_token.expose()).is_ok());
+        assert!(tokens.verify(after.access_token.expose()).is_ok());
+
+        tokens.set_keys(&new, &[]);
+        assert_eq!(
+            tokens.verify(before.access_token.expose()),
+            Err(TokenError::Invalid)
+        );
+        assert!(tokens.verify(after.access_token.expose()).is_ok());
+    }
+
+    #[test]
+    fn a_token_without_kid_is_refused() {
+        let key = SigningKey::generate();
+        let tokens = TokenService::new(&key, &[], Duration::from_secs(60));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            sub: "c".into(),
+            tenant: Uuid::new_v4(),
+            iat: now,
+            exp: now + 60,
+            iss: ISSUER.into(),
+            jti: "j".into(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(tokens.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn keys_parse_from_lines_and_errors_show_no_material() {
+        let a = SigningKey::generate();
+        let b = SigningKey::generate();
+        let text = format!("# keys\n{}\n\n{}\n", *a.to_line(), *b.to_line());
+        let keys = parse_keys(&text).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].kid(), a.kid());
+        assert_eq!(keys[1].as_bytes(), b.as_bytes());
+        let secret = STANDARD.encode([7u8; 16]);
+        let err = parse_keys(&format!("short {secret}")).unwrap_err();
+        assert_eq!(err, KeyError::TooShort);
+        let err = parse_keys(&format!("bad!kid {}", STANDARD.encode([7u8; 32]))).unwrap_err();
+        assert_eq!(err, KeyError::BadKid);
+        let err = parse_keys("lonely-line-without-key").unwrap_err();
+        assert!(!err.to_string().contains("lonely"));
+        assert!(matches!(parse_keys("\n# nothing\n"), Err(KeyError::Empty)));
+        let twice = format!("{}\n{}", *a.to_line(), *a.to_line());
+        assert!(matches!(parse_keys(&twice), Err(KeyError::DuplicateKid(_))));
     }
 }

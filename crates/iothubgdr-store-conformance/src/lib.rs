@@ -96,7 +96,8 @@ macro_rules! store_conformance_tests {
     ($fresh:path) => {
         $crate::store_conformance_tests!(@cases $fresh;
             ping_names_the_backend,
-            reopening_keeps_data_and_the_signing_key,
+            reopening_keeps_data_and_the_signing_keys,
+            signing_keys_rotate_and_retire,
             apps_share_tenants_by_name_and_reject_duplicate_ids,
             locations_are_per_tenant_filtered_and_paged,
             assets_are_per_tenant_filtered_and_paged,

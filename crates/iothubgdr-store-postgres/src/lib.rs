@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use iothubgdr_store::{
     distinct_sorted, Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits,
     ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset, NewImport,
-    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
+    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, StoredSigningKey,
+    Tenant,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
@@ -200,10 +201,82 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn signing_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, key_bytes, created_at, retired_at FROM token_signing_keys ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSigningKey {
+                    kid: row.try_get("kid").map_err(backend)?,
+                    key: row.try_get("key_bytes").map_err(backend)?,
+                    created_at: row.try_get("created_at").map_err(backend)?,
+                    retired_at: row.try_get("retired_at").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn signing_key_add(
+        &self,
+        kid: &str,
+        key: &[u8],
+        only_if_none: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Replicas starting on a fresh database race to add the first key: this lock
+        // conflicts with itself (and not with readers), so one adds and the others then
+        // see its key.
+        sqlx::query("LOCK TABLE token_signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if only_if_none {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM token_signing_keys WHERE retired_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if active > 0 {
+                return Ok(false);
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO token_signing_keys (kid, key_bytes, created_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(kid)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::conflict(format!("signing key {kid}")));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn signing_key_retire(&self, kid: &str) -> StoreResult<bool> {
+        let retired = sqlx::query(
+            "UPDATE token_signing_keys SET retired_at = now() \
+             WHERE kid = $1 AND retired_at IS NULL",
+        )
+        .bind(kid)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(retired.rows_affected() > 0)
+    }
+
+    async fn paging_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
-            "INSERT INTO signing_keys (id, key_bytes, created_at) VALUES (1, $1, now()) \
+            "INSERT INTO paging_keys (id, key_bytes, created_at) VALUES (1, $1, now()) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(candidate)
@@ -211,7 +284,7 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         // A new statement, a new snapshot: it sees a key another replica just committed.
-        let row = sqlx::query("SELECT key_bytes FROM signing_keys WHERE id = 1")
+        let row = sqlx::query("SELECT key_bytes FROM paging_keys WHERE id = 1")
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;

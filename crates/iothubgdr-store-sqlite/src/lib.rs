@@ -16,14 +16,17 @@ use async_trait::async_trait;
 use iothubgdr_store::{
     distinct_sorted, Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits,
     ImportOutcome, ImportStatus, LimitScope, Location, LocationFilter, NewApp, NewAsset, NewImport,
-    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, Tenant,
+    NewLocation, Page, PageRequest, PageWrite, Store, StoreError, StoreResult, StoredSigningKey,
+    Tenant,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use rows::{asset_from_row, backend, import_from_row, location_from_row, millis, to_json_text};
+use rows::{
+    asset_from_row, backend, from_millis, import_from_row, location_from_row, millis, to_json_text,
+};
 
 /// Rows per multi-row `INSERT` of an asset page. Each row binds 7 values, so a chunk stays
 /// far below SQLite's limit of 32766 bound variables.
@@ -60,7 +63,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        create_parent_dir(options.get_filename())?;
+        let file = options.get_filename().to_owned();
+        create_parent_dir(&file)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -73,6 +77,7 @@ impl SqliteStore {
                 context: "SQLite migration failed".into(),
                 source: Some(Box::new(err)),
             })?;
+        restrict_database_files(&file)?;
         Ok(Self { pool })
     }
 
@@ -102,12 +107,48 @@ fn create_parent_dir(file: &Path) -> StoreResult<()> {
     // `:memory:` and bare file names have no directory to create.
     if let Some(parent) = file.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|err| StoreError::Backend {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            // Only the service's user may enter the folder that holds the database.
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(parent).map_err(|err| StoreError::Backend {
                 context: format!("cannot create the database directory {}", parent.display()),
                 source: Some(Box::new(err)),
             })?;
         }
     }
+    Ok(())
+}
+
+/// Makes the database file and its `-wal`/`-shm` companions readable by the service's user
+/// only. New files already are when the process runs with umask 077 (the binary sets it);
+/// this also tightens files left world-readable by an older version or another umask.
+fn restrict_database_files(file: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let name = file.as_os_str().to_string_lossy();
+        for path in [
+            name.to_string(),
+            format!("{name}-wal"),
+            format!("{name}-shm"),
+        ] {
+            let path = Path::new(&path);
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|err| StoreError::Backend {
+                            context: format!("cannot make {} private", path.display()),
+                            source: Some(Box::new(err)),
+                        })?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
     Ok(())
 }
 
@@ -192,10 +233,80 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn signing_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, key_bytes, created_at, retired_at FROM token_signing_keys ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSigningKey {
+                    kid: row.try_get("kid").map_err(backend)?,
+                    key: row.try_get("key_bytes").map_err(backend)?,
+                    created_at: from_millis(row.try_get("created_at").map_err(backend)?)?,
+                    retired_at: row
+                        .try_get::<Option<i64>, _>("retired_at")
+                        .map_err(backend)?
+                        .map(from_millis)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn signing_key_add(
+        &self,
+        kid: &str,
+        key: &[u8],
+        only_if_none: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if only_if_none {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM token_signing_keys WHERE retired_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if active > 0 {
+                return Ok(false);
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO token_signing_keys (kid, key_bytes, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(kid)
+        .bind(key)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::conflict(format!("signing key {kid}")));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn signing_key_retire(&self, kid: &str) -> StoreResult<bool> {
+        let retired = sqlx::query(
+            "UPDATE token_signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL",
+        )
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(kid)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(retired.rows_affected() > 0)
+    }
+
+    async fn paging_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO signing_keys (id, key_bytes, created_at) VALUES (1, ?, ?) \
+            "INSERT INTO paging_keys (id, key_bytes, created_at) VALUES (1, ?, ?) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(candidate)
@@ -203,7 +314,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let row = sqlx::query("SELECT key_bytes FROM signing_keys WHERE id = 1")
+        let row = sqlx::query("SELECT key_bytes FROM paging_keys WHERE id = 1")
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;

@@ -16,6 +16,27 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// A token signing key kept in the database. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq)]
+pub struct StoredSigningKey {
+    /// The key id, `kid` in the header of the tokens it signs.
+    pub kid: String,
+    pub key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("key", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
 /// A string-keyed attribute map, as the Archivist stores asset and location attributes.
 pub type Attributes = Map<String, Value>;
 
@@ -328,9 +349,23 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- keys ---------------------------------------------------------------------------
 
-    /// The token signing key shared by every process on this database: stores `candidate`
-    /// if no key exists yet and returns the key that is stored (the candidate or an older one).
-    async fn signing_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+    /// Every token signing key kept in the database, oldest first, retired ones included.
+    /// The newest key that is not retired signs new tokens; every key that is not retired
+    /// verifies.
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Adds a signing key as the newest. With `only_if_none` it is added only when no key
+    /// that is not retired exists (the first start of a fresh database, which several
+    /// processes may race); returns whether it was added. A `kid` that exists is a
+    /// [`StoreError::Conflict`].
+    async fn signing_key_add(&self, kid: &str, key: &[u8], only_if_none: bool)
+        -> StoreResult<bool>;
+    /// Retires a key now: tokens it signed are refused from then on. Returns `false` when no
+    /// key that is not retired has this id.
+    async fn signing_key_retire(&self, kid: &str) -> StoreResult<bool>;
+    /// The key that signs page tokens, shared by every process on this database and never
+    /// rotated (a forged page token could only ask about the caller's own data): stores
+    /// `candidate` if no key exists yet and returns the one stored.
+    async fn paging_key_get_or_insert(&self, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 
     // ---- tenants and app registrations --------------------------------------------------
 

@@ -82,10 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         import_lease: Duration::from_secs(30),
     };
     let engine = serve::start_engine(store.clone(), &import, &registry).await?;
-    let http = HttpArgs {
-        listen: args.listen,
-        token_ttl: Duration::from_secs(24 * 3600),
-    };
+    let http = HttpArgs::local(args.listen, Duration::from_secs(24 * 3600));
     let state = serve::build_state(store.clone(), &http, registry)
         .await?
         .with_engine(engine.clone());

@@ -2,6 +2,7 @@
 
 mod apps;
 mod demo;
+mod keys;
 mod serve;
 
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ enum Command {
     /// Manage app registrations (client id and secret) directly in the database.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
+    /// Token signing keys: list, rotate, retire (in the database), or generate one for a
+    /// keys file.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Start an emulated IoT Hub and the server, and import every device end to end.
     Demo(demo::DemoArgs),
     /// Print a shell completion script.
@@ -82,7 +87,19 @@ enum Command {
     Client(iothubgdr_cli::ClientCommand),
 }
 
+/// Every file this process creates (the database and its `-wal`/`-shm`, token files, keys)
+/// is readable by its user only, whatever umask it was started with.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets the process's file mode mask and cannot fail; it runs
+    // before any thread is started.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() -> ExitCode {
+    private_files();
     let cli = Cli::parse();
     // The demo draws a progress bar and a summary: its server logs only what goes wrong
     // unless asked for more.
@@ -108,6 +125,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => report(serve::run(args).await),
             Command::Apps(command) => report(apps::run(command).await),
+            Command::Keys(command) => report(keys::run(command).await),
             Command::Demo(args) => report(demo::run(args).await),
             Command::Completions { shell } => {
                 clap_complete::generate(

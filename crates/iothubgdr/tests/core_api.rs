@@ -44,8 +44,9 @@ async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response 
 /// A key-holder's view: the signing key read from the server's database.
 async fn forger(server: &TestServer) -> TokenService {
     let store = common::open_store(server.database_url()).await;
-    let key = store.signing_key_get_or_insert(&[0; 32]).await.unwrap();
-    TokenService::new(&SigningKey::new(key), Duration::from_secs(60))
+    let stored = store.signing_keys().await.unwrap().pop().expect("a signing key");
+    let key = SigningKey::new(stored.kid.clone(), stored.key.clone()).unwrap();
+    TokenService::new(&key, &[], Duration::from_secs(60))
 }
 
 #[tokio::test]
@@ -155,7 +156,8 @@ async fn token_issue_and_every_rejection() {
 
     // Signed with another key.
     let stranger = TokenService::new(
-        &iothubgdr_auth::generate_signing_key(),
+        &SigningKey::generate(),
+        &[],
         Duration::from_secs(60),
     );
     let foreign = stranger.issue(&app.client_id, app.tenant_id()).unwrap();

@@ -28,7 +28,7 @@ struct CreateAsset {
     #[serde(default)]
     attributes: Attributes,
     /// Accepted for Archivist compatibility; every asset here is private.
-    #[serde(default, rename = "public")]
+    #[serde(default, rename = "public", deserialize_with = "crate::extract::not_null")]
     _public: Option<bool>,
 }
 
@@ -82,6 +82,15 @@ struct AssetQuery {
     attributes: Vec<(String, String)>,
 }
 
+impl paging::Filters for AssetQuery {
+    fn filter_pairs(&self) -> Vec<(&str, &str)> {
+        self.attributes
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect()
+    }
+}
+
 async fn create(
     State(state): State<ApiState>,
     caller: Caller,
@@ -128,7 +137,7 @@ async fn list(
     let asked = AssetQuery {
         attributes: list.attributes.clone(),
     };
-    let (query, before_seq) = paging::resolve(KIND, &list, asked)?;
+    let (query, before_seq) = paging::resolve(&state.paging, KIND, &list, asked)?;
     let filter = AttributeFilter(query.attributes.clone());
     let page = state
         .store
@@ -143,7 +152,7 @@ async fn list(
         .await?;
     let next_page_token = page
         .next_before_seq
-        .map(|seq| paging::encode_page_token(KIND, &query, seq));
+        .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
     let body = AssetList {
         assets: page.items.into_iter().map(AssetJson::from).collect(),
         next_page_token,

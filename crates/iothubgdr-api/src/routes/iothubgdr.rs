@@ -39,9 +39,12 @@ pub(crate) fn routes() -> Router<ApiState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateImport {
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     display_name: Option<String>,
     /// Wiped from memory when the request is done with it.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     secret: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     arc_home_location_identity: Option<String>,
 }
 
@@ -144,6 +147,12 @@ struct OperationList {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct ImportQuery {}
 
+impl paging::Filters for ImportQuery {
+    fn filter_pairs(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+}
+
 async fn create(
     State(state): State<ApiState>,
     caller: Caller,
@@ -153,7 +162,7 @@ async fn create(
     let display_name = validate::required("display_name", body.display_name.as_deref())?.to_owned();
     let secret = body
         .secret
-        .filter(|secret| !secret.trim().is_empty())
+        .filter(|secret| !validate::is_blank(secret))
         .ok_or_else(|| {
             ApiError::invalid_argument(
                 "`secret` is required: POST one of the two connection strings of the IoT Hub",
@@ -189,11 +198,10 @@ async fn create(
 /// `locations/<uuid>` of one of the caller's locations; else 400 naming the field.
 async fn home_location(state: &ApiState, caller: &Caller, raw: &str) -> Result<String, ApiError> {
     validate::max_len("arc_home_location_identity", raw)?;
-    let shown: String = raw.chars().take(100).collect();
     let unknown = || {
-        ApiError::invalid_argument(format!(
-            "`arc_home_location_identity`: location {shown} not found (expected locations/<uuid> of one of your locations)"
-        ))
+        ApiError::invalid_argument(
+            "`arc_home_location_identity`: no such location (expected locations/<uuid> of one of your locations)",
+        )
     };
     let id = raw
         .strip_prefix("locations/")
@@ -258,7 +266,7 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let list = ListQuery::parse(raw.as_deref(), &[], false)?;
-    let (query, before_seq) = paging::resolve(KIND, &list, ImportQuery {})?;
+    let (query, before_seq) = paging::resolve(&state.paging, KIND, &list, ImportQuery {})?;
     let page = state
         .store
         .import_list(
@@ -271,7 +279,7 @@ async fn list(
         .await?;
     let next_page_token = page
         .next_before_seq
-        .map(|seq| paging::encode_page_token(KIND, &query, seq));
+        .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
     let body = OperationList {
         operations: page.items.into_iter().map(OperationJson::from).collect(),
         next_page_token,

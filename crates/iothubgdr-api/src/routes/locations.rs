@@ -26,10 +26,13 @@ pub(crate) fn routes() -> Router<ApiState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateLocation {
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     display_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     latitude: Option<f64>,
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     longitude: Option<f64>,
     #[serde(default)]
     attributes: Attributes,
@@ -75,6 +78,20 @@ struct LocationQuery {
     display_name: Option<String>,
     #[serde(rename = "a", default)]
     attributes: Vec<(String, String)>,
+}
+
+impl paging::Filters for LocationQuery {
+    fn filter_pairs(&self) -> Vec<(&str, &str)> {
+        self.display_name
+            .iter()
+            .map(|name| ("display_name", name.as_str()))
+            .chain(
+                self.attributes
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
+            .collect()
+    }
 }
 
 impl LocationQuery {
@@ -138,7 +155,7 @@ async fn list(
         display_name: list.filters.get("display_name").cloned(),
         attributes: list.attributes.clone(),
     };
-    let (query, before_seq) = paging::resolve(KIND, &list, asked)?;
+    let (query, before_seq) = paging::resolve(&state.paging, KIND, &list, asked)?;
     let filter = query.filter();
     let page = state
         .store
@@ -153,7 +170,7 @@ async fn list(
         .await?;
     let next_page_token = page
         .next_before_seq
-        .map(|seq| paging::encode_page_token(KIND, &query, seq));
+        .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
     let body = LocationList {
         locations: page.items.into_iter().map(LocationJson::from).collect(),
         next_page_token,

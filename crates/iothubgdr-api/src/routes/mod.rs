@@ -35,9 +35,14 @@ pub(crate) fn parse_identity(kind: &str, raw: &str) -> Result<Uuid, ApiError> {
 }
 
 pub(crate) fn not_found_identity(kind: &str, raw: &str) -> ApiError {
-    // The identity comes from the client; cap what is echoed back.
-    let shown: String = raw.chars().take(100).collect();
-    ApiError::not_found(format!("{kind}/{shown} not found"))
+    // The identity comes from the client: it is shown only when it is a UUID, anything
+    // else (which might be a pasted secret) is only described.
+    match Uuid::parse_str(raw) {
+        Ok(id) => ApiError::not_found(format!("{kind}/{id} not found")),
+        Err(_) => ApiError::not_found(format!(
+            "no {kind} has this identity: it must be {kind}/<uuid>"
+        )),
+    }
 }
 
 pub(crate) async fn not_found() -> ApiError {

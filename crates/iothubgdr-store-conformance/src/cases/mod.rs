@@ -2,11 +2,13 @@
 //! panics on a broken rule.
 
 mod imports;
+mod keys;
 mod replicas;
 mod resources;
 mod workers;
 
 pub use imports::*;
+pub use keys::*;
 pub use replicas::*;
 pub use resources::*;
 pub use workers::*;

@@ -164,10 +164,15 @@ pub async fn keys_and_apps_created_at_once_agree(db: &TestDatabase) {
     for n in 0..8u8 {
         let store = handles[usize::from(n % 2)].clone();
         tasks.push(tokio::spawn(async move {
-            let key = store
-                .signing_key_get_or_insert(&[n; 32])
+            // Every process starting on a fresh database offers its own first key.
+            store
+                .signing_key_add(&format!("k{n}"), &[n; 32], true)
                 .await
-                .expect("key");
+                .expect("signing key");
+            let key = store
+                .paging_key_get_or_insert(&[n; 32])
+                .await
+                .expect("paging key");
             let app = store
                 .app_create(iothubgdr_store::NewApp {
                     client_id: Uuid::new_v4().to_string(),
@@ -187,7 +192,9 @@ pub async fn keys_and_apps_created_at_once_agree(db: &TestDatabase) {
         keys.insert(key);
         tenants.insert(tenant_id);
     }
-    assert_eq!(keys.len(), 1, "every handle got the one stored key");
+    assert_eq!(keys.len(), 1, "every handle got the one stored paging key");
+    let signing = handles[1].signing_keys().await.unwrap();
+    assert_eq!(signing.len(), 1, "one first signing key, whoever raced");
     assert_eq!(tenants.len(), 1, "one tenant per name");
     assert_eq!(handles[0].app_list().await.unwrap().len(), 8);
 }

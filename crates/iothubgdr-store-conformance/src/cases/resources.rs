@@ -1,4 +1,4 @@
-//! Keys, tenants and apps, locations, assets, and paging.
+//! Tenants and apps, locations, assets, and paging.
 
 use std::collections::HashSet;
 
@@ -14,22 +14,6 @@ pub async fn ping_names_the_backend(db: &TestDatabase) {
     let store = db.open().await;
     store.ping().await.expect("ping");
     assert_eq!(store.backend_name(), db.backend());
-}
-
-pub async fn reopening_keeps_data_and_the_signing_key(db: &TestDatabase) {
-    let first_key = {
-        let store = db.open().await;
-        store.ping().await.unwrap();
-        tenant(&store, "t").await;
-        store.signing_key_get_or_insert(&[7; 32]).await.unwrap()
-    };
-    assert_eq!(first_key, vec![7; 32]);
-    let store = db.open().await;
-    assert_eq!(
-        store.signing_key_get_or_insert(&[9; 32]).await.unwrap(),
-        first_key
-    );
-    assert_eq!(store.app_list().await.unwrap().len(), 1);
 }
 
 pub async fn apps_share_tenants_by_name_and_reject_duplicate_ids(db: &TestDatabase) {
