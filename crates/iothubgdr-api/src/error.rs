@@ -15,6 +15,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait before retrying, for 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// The methods a 405 names in `Allow`, when the handler knows them better than the
+    /// router (one route template serving paths that allow different methods).
+    pub allow: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +33,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -59,6 +63,14 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this path",
         )
+    }
+
+    /// 405 naming the methods this path allows.
+    pub fn method_not_allowed_here(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::method_not_allowed()
+        }
     }
 
     /// 409, ALREADY_EXISTS.
@@ -122,6 +134,11 @@ impl IntoResponse for ApiError {
             details: [],
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, HeaderValue::from_static(allow));
+        }
         if let Some(seconds) = self.retry_after {
             let value = HeaderValue::from(seconds);
             response.headers_mut().insert("retry-after", value.clone());

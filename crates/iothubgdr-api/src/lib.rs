@@ -141,15 +141,14 @@ pub fn router(state: ApiState) -> Router {
     // ---- more route modules are merged here (e.g. the /archivist/v2/iothubgdr routes) ----
 
     // Layers run outermost last-added first: tracing, body limit, metrics (which so see the
-    // final status), `Allow`, then the request bounds around the handler.
-    routes
+    // final status), then the request bounds around the handler.
+    let served = routes
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.bounds.clone(),
             edge::bound,
         ))
-        .layer(axum::middleware::from_fn(edge::allow))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             metrics::track,
@@ -169,5 +168,11 @@ pub fn router(state: ApiState) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .with_state(state)
+        .with_state(state);
+    // `Allow` is added by axum's router on its way out of a 405, so the middleware that
+    // reads it (and answers `OPTIONS`) wraps the whole router. Metrics count such an
+    // `OPTIONS` as the 405 the router answered.
+    Router::new()
+        .fallback_service(served)
+        .layer(axum::middleware::from_fn(edge::allow))
 }

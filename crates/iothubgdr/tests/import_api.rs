@@ -585,10 +585,18 @@ async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
         )
         .await;
     let body = json!({"display_name": "x", "secret": secret, "arc_home_location_identity": location["identity"]});
-    let (status, _) = api
+    let (status, error) = api
         .call(Method::POST, "/archivist/v2/iothubgdr", Some(body))
         .await;
-    assert_eq!(status, 400);
+    // Not found, as any other tenant's resource is.
+    assert_eq!(status, 404);
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("arc_home_location_identity"),
+        "{error}"
+    );
     let (_, list) = api.call(Method::GET, "/archivist/v2/iothubgdr", None).await;
     assert_eq!(
         list["operations"],

@@ -29,11 +29,30 @@ const QUEUE_FULL_RETRY_AFTER_SECONDS: u64 = 10;
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/archivist/v2/iothubgdr", get(list).post(create))
-        // `{uuid}:cancel` is one path segment, so POST on the item route is the cancel.
+        // `{uuid}:cancel` is one path segment, so POST on the item route is the cancel; the
+        // two kinds of path allow different methods, which `Allow` says exactly.
         .route(
             "/archivist/v2/iothubgdr/{id}",
-            get(get_one).delete(delete).post(cancel),
+            get(get_one)
+                .delete(delete)
+                .post(cancel)
+                .fallback(item_method_not_allowed),
         )
+}
+
+const ITEM_ALLOW: &str = "GET, HEAD, DELETE, OPTIONS";
+const CANCEL_ALLOW: &str = "POST, OPTIONS";
+
+fn is_cancel_path(raw: &str) -> bool {
+    raw.ends_with(CANCEL_SUFFIX)
+}
+
+async fn item_method_not_allowed(Path(raw): Path<String>) -> ApiError {
+    if is_cancel_path(&raw) {
+        ApiError::method_not_allowed_here(CANCEL_ALLOW)
+    } else {
+        ApiError::method_not_allowed_here(ITEM_ALLOW)
+    }
 }
 
 #[derive(Deserialize)]
@@ -170,7 +189,7 @@ async fn create(
         })?;
     // Names the field and the length, never the value.
     validate::max_len("secret", &secret)?;
-    let location = match body.arc_home_location_identity.as_deref().map(str::trim) {
+    let location = match body.arc_home_location_identity.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(home_location(&state, &caller, raw).await?),
     };
@@ -195,21 +214,27 @@ async fn create(
     Ok(Json(import.into()))
 }
 
-/// `locations/<uuid>` of one of the caller's locations; else 400 naming the field.
+/// `locations/<uuid>` (hyphenated) of one of the caller's locations: 400 naming the field
+/// when it is not of that form, 404 when no location of the caller has that identity (as
+/// for any other resource that is not the caller's).
 async fn home_location(state: &ApiState, caller: &Caller, raw: &str) -> Result<String, ApiError> {
-    validate::max_len("arc_home_location_identity", raw)?;
-    let unknown = || {
-        ApiError::invalid_argument(
-            "`arc_home_location_identity`: no such location (expected locations/<uuid> of one of your locations)",
-        )
-    };
     let id = raw
         .strip_prefix("locations/")
-        .and_then(|id| uuid::Uuid::parse_str(id).ok())
-        .ok_or_else(unknown)?;
+        .and_then(|id| {
+            uuid::Uuid::try_parse(id)
+                .ok()
+                .filter(|uuid| uuid.hyphenated().to_string() == id.to_ascii_lowercase())
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_argument(
+                "`arc_home_location_identity` must be locations/<uuid> of one of your locations",
+            )
+        })?;
     match state.store.location_get(caller.tenant_id, id).await? {
         Some(location) => Ok(format!("locations/{}", location.id)),
-        None => Err(unknown()),
+        None => Err(ApiError::not_found(format!(
+            "`arc_home_location_identity`: locations/{id} not found"
+        ))),
     }
 }
 
@@ -218,6 +243,9 @@ async fn get_one(
     caller: Caller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<OperationJson>, ApiError> {
+    if is_cancel_path(&raw_id) {
+        return Err(ApiError::method_not_allowed_here(CANCEL_ALLOW));
+    }
     let id = parse_identity(KIND, &raw_id)?;
     state
         .store
@@ -232,10 +260,11 @@ async fn cancel(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<OperationJson>, ApiError> {
-    let raw_id = raw.strip_suffix(CANCEL_SUFFIX).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no such route: POST /archivist/v2/iothubgdr/<uuid>{CANCEL_SUFFIX} cancels an import"
-        ))
+    let raw_id = raw.strip_suffix(CANCEL_SUFFIX).ok_or_else(|| ApiError {
+        message: format!(
+            "method not allowed on this path: POST /archivist/v2/iothubgdr/<uuid>{CANCEL_SUFFIX} cancels an import"
+        ),
+        ..ApiError::method_not_allowed_here(ITEM_ALLOW)
     })?;
     let id = parse_identity(KIND, raw_id)?;
     state
@@ -251,6 +280,9 @@ async fn delete(
     caller: Caller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if is_cancel_path(&raw_id) {
+        return Err(ApiError::method_not_allowed_here(CANCEL_ALLOW));
+    }
     let id = parse_identity(KIND, &raw_id)?;
     if state.store.import_delete(caller.tenant_id, id).await? {
         Ok(Json(json!({})))
