@@ -167,7 +167,11 @@ fn problem(err: &serde_json::Error) -> String {
             })
     };
     if let Some(rest) = text.strip_prefix("invalid type: ") {
-        let sent = rest.split_whitespace().next().unwrap_or("value").trim_end_matches(',');
+        let sent = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or("value")
+            .trim_end_matches(',');
         match expected(rest) {
             Some(expected) => format!("expected {expected}, got a {sent}"),
             None => format!("a {sent} is not accepted here"),
@@ -217,7 +221,8 @@ mod tests {
         flag: Option<bool>,
     }
 
-    const SECRET: &str = "HostName=h.azure-devices.net;SharedAccessKeyName=o;SharedAccessKey=c2VjcmV0";
+    const SECRET: &str =
+        "HostName=h.azure-devices.net;SharedAccessKeyName=o;SharedAccessKey=c2VjcmV0";
 
     #[test]
     fn a_bare_string_body_is_refused_without_echoing_it() {

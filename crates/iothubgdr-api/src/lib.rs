@@ -156,13 +156,14 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             // Spans name the method and the path only: never headers (Authorization), the
-            // query string or bodies.
+            // query string or bodies; path segments that are not identities or plain names
+            // (a pasted connection string, say) are not shown either.
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
                     tracing::info_span!(
                         "http",
-                        method = %request.method(),
-                        path = %request.uri().path(),
+                        method = metrics::method_label(request.method()),
+                        path = %validate::loggable_path(request.uri().path()),
                     )
                 })
                 .on_request(())

@@ -74,7 +74,7 @@ impl HttpMetrics {
 
 /// The `method` label: the methods of HTTP, or `other` for anything a client made up, so a
 /// client cannot add series by sending new method names.
-fn method_label(method: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",

@@ -340,9 +340,8 @@ pub fn wants_total_count(headers: &HeaderMap) -> Result<bool, ApiError> {
     let Some(value) = values.next() else {
         return Ok(false);
     };
-    let invalid = || {
-        ApiError::invalid_argument("header `X-Request-Total-Count` must be `true` or `false`")
-    };
+    let invalid =
+        || ApiError::invalid_argument("header `X-Request-Total-Count` must be `true` or `false`");
     if values.next().is_some() {
         return Err(invalid());
     }
@@ -401,7 +400,9 @@ mod tests {
         let (payload, signature) = token.split_once('.').unwrap();
         assert!(decode_page_token::<Q>(&key, "locations", payload).is_err());
         let forged = URL_SAFE_NO_PAD.encode(br#"{"k":"locations","q":{"name":"y"},"b":9}"#);
-        assert!(decode_page_token::<Q>(&key, "locations", &format!("{forged}.{signature}")).is_err());
+        assert!(
+            decode_page_token::<Q>(&key, "locations", &format!("{forged}.{signature}")).is_err()
+        );
     }
 
     #[test]
@@ -420,9 +421,13 @@ mod tests {
 
     #[test]
     fn too_many_or_too_long_filters_are_refused() {
-        let many: Vec<String> = (0..=MAX_FILTERS).map(|i| format!("attributes.a{i}=v")).collect();
+        let many: Vec<String> = (0..=MAX_FILTERS)
+            .map(|i| format!("attributes.a{i}=v"))
+            .collect();
         assert!(ListQuery::parse(Some(&many.join("&")), &[], true).is_err());
-        let ten: Vec<String> = (0..MAX_FILTERS).map(|i| format!("attributes.a{i}=v")).collect();
+        let ten: Vec<String> = (0..MAX_FILTERS)
+            .map(|i| format!("attributes.a{i}=v"))
+            .collect();
         assert!(ListQuery::parse(Some(&ten.join("&")), &[], true).is_ok());
         let long = format!("attributes.x={}", "v".repeat(1025));
         assert!(ListQuery::parse(Some(&long), &[], true).is_err());

@@ -72,7 +72,11 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
             // served.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             ApiError::resource_exhausted(
-                format!("too many requests {}: retry after {} s", self.what, seconds.max(1)),
+                format!(
+                    "too many requests {}: retry after {} s",
+                    self.what,
+                    seconds.max(1)
+                ),
                 seconds.max(1),
             )
         })
@@ -98,8 +102,9 @@ fn at_least_one(value: u32) -> NonZeroU32 {
 
 impl RateLimits {
     pub fn new(config: RateLimitConfig) -> Self {
-        let tenant = Quota::per_second(at_least_one(config.tenant_per_second))
-            .allow_burst(at_least_one(config.tenant_burst.max(config.tenant_per_second)));
+        let tenant = Quota::per_second(at_least_one(config.tenant_per_second)).allow_burst(
+            at_least_one(config.tenant_burst.max(config.tenant_per_second)),
+        );
         let client = Quota::per_minute(at_least_one(config.token_per_client_per_minute));
         let address = Quota::per_minute(at_least_one(config.token_per_address_per_minute));
         Self {

@@ -157,10 +157,11 @@ pub async fn serve(
         let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                app.clone().oneshot(request)
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    app.clone().oneshot(request)
+                });
             let served = match tls {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);

@@ -63,12 +63,13 @@ fn json_strings(field: &str, value: &Value) -> Result<(), ApiError> {
     }
 }
 
-/// A name the client sent (a query parameter, a JSON field), as an error may show it: only
-/// when it is short and made of name characters, since a client may paste anything where a
-/// name goes, a connection string included.
+/// A name the client sent (a query parameter, a JSON field, an identity), as an error may
+/// show it: only when it is short and made of name characters, since a client may paste
+/// anything where a name goes. Connection strings (`=`, `;`), SAS keys (`+`, `/`, `=`) and
+/// tokens are never shown, and neither is anything as long as a client secret (43).
 pub fn shown_name(name: &str) -> &str {
     let looks_like_a_name = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= 32
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'));
@@ -77,6 +78,22 @@ pub fn shown_name(name: &str) -> &str {
     } else {
         "<not shown>"
     }
+}
+
+/// A request path as logs may show it: each segment that is a UUID (with an optional
+/// `:verb`) or a plain name as [`shown_name`] allows, others replaced by `<not shown>`.
+pub fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let id = segment.split_once(':').map_or(segment, |(id, _)| id);
+            if segment.is_empty() || segment.len() <= 48 && uuid::Uuid::try_parse(id).is_ok() {
+                segment
+            } else {
+                shown_name(segment)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A number within `min..=max`.
@@ -109,7 +126,24 @@ mod tests {
             shown_name("HostName=h.azure-devices.net;SharedAccessKey=abc="),
             "<not shown>"
         );
-        assert_eq!(shown_name(&"a".repeat(65)), "<not shown>");
+        assert_eq!(shown_name(&"a".repeat(33)), "<not shown>");
+        assert_eq!(
+            shown_name("Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg"),
+            "<not shown>"
+        );
+    }
+
+    #[test]
+    fn logged_paths_keep_identities_and_hide_anything_else() {
+        let id = "0190b6c2-8d2e-7000-8000-000000000000";
+        assert_eq!(
+            loggable_path(&format!("/archivist/v2/iothubgdr/{id}:cancel")),
+            format!("/archivist/v2/iothubgdr/{id}:cancel")
+        );
+        assert_eq!(
+            loggable_path("/archivist/v2/locations/HostName%3Dh%3BSharedAccessKey%3Dabc"),
+            "/archivist/v2/locations/<not shown>"
+        );
     }
 
     #[test]

@@ -413,12 +413,9 @@ mod tests {
         };
         let mut header = Header::new(Algorithm::HS512);
         header.kid = Some(key.kid().to_owned());
-        let hs512 = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_secret(key.as_bytes()),
-        )
-        .unwrap();
+        let hs512 =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key.as_bytes()))
+                .unwrap();
         assert_eq!(tokens.verify(&hs512), Err(TokenError::Invalid));
     }
 

@@ -8,8 +8,8 @@
 //! database may run with different `--token-ttl`, and only the operator knows the longest.
 
 use anyhow::Context;
-use iothubgdr_auth::SigningKey;
 use iothubgdr_api::render_time;
+use iothubgdr_auth::SigningKey;
 use iothubgdr_store::{Store, StoredSigningKey};
 use serde_json::json;
 

@@ -94,10 +94,20 @@ pub struct HttpArgs {
     #[arg(long, env = "IOTHUBGDR_TOKEN_KEYS_FILE", value_name = "FILE")]
     pub token_keys_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, env = "IOTHUBGDR_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "IOTHUBGDR_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, env = "IOTHUBGDR_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "IOTHUBGDR_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// A client must send a whole request head (and finish the TLS handshake) within this
     /// long, or its connection is closed.
@@ -162,9 +172,9 @@ impl HttpArgs {
     /// How the listener treats connections, TLS included when asked for.
     pub fn serve_options(&self) -> anyhow::Result<ServeOptions> {
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                iothubgdr_api::load_tls(cert, key).context("cannot set up HTTPS")?,
-            ),
+            (Some(cert), Some(key)) => {
+                Some(iothubgdr_api::load_tls(cert, key).context("cannot set up HTTPS")?)
+            }
             _ => None,
         };
         Ok(ServeOptions {
@@ -402,7 +412,11 @@ pub async fn token_service(
     match key_source(http)? {
         KeySource::Operator(keys) => {
             let (signing, verifying) = split_keys(&keys, false);
-            Ok(Arc::new(TokenService::new(signing, verifying, http.token_ttl)))
+            Ok(Arc::new(TokenService::new(
+                signing,
+                verifying,
+                http.token_ttl,
+            )))
         }
         KeySource::Store => {
             let keys = stored_keys(store.as_ref()).await?;
@@ -429,7 +443,9 @@ async fn refresh_keys(store: Arc<dyn Store>, tokens: std::sync::Weak<TokenServic
                 tokens.set_keys(signing, verifying);
             }
             // Keep the keys we have: a database hiccup must not log everyone out.
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot refresh the token signing keys"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot refresh the token signing keys")
+            }
         }
     }
 }

@@ -44,7 +44,12 @@ async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response 
 /// A key-holder's view: the signing key read from the server's database.
 async fn forger(server: &TestServer) -> TokenService {
     let store = common::open_store(server.database_url()).await;
-    let stored = store.signing_keys().await.unwrap().pop().expect("a signing key");
+    let stored = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .pop()
+        .expect("a signing key");
     let key = SigningKey::new(stored.kid.clone(), stored.key.clone()).unwrap();
     TokenService::new(&key, &[], Duration::from_secs(60))
 }
@@ -155,11 +160,7 @@ async fn token_issue_and_every_rejection() {
     }
 
     // Signed with another key.
-    let stranger = TokenService::new(
-        &SigningKey::generate(),
-        &[],
-        Duration::from_secs(60),
-    );
+    let stranger = TokenService::new(&SigningKey::generate(), &[], Duration::from_secs(60));
     let foreign = stranger.issue(&app.client_id, app.tenant_id()).unwrap();
     runtime_error(
         get(&server, foreign.access_token.expose(), locations).await,

@@ -44,8 +44,14 @@ fn a_half_sent_request_head_is_cut_off() {
         }
     }
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500), "cut off too early: {waited:?}");
-    assert!(waited < Duration::from_secs(10), "cut off too late: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "cut off too early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "cut off too late: {waited:?}"
+    );
 
     // A client that sends its head in time is served as usual.
     let mut stream = TcpStream::connect(address_of(&server)).unwrap();
@@ -61,7 +67,12 @@ fn a_half_sent_request_head_is_cut_off() {
 fn series(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.rsplit_once(' ').map(|(name, _)| name).unwrap_or(line).to_owned())
+        .map(|line| {
+            line.rsplit_once(' ')
+                .map(|(name, _)| name)
+                .unwrap_or(line)
+                .to_owned()
+        })
         .collect()
 }
 
@@ -79,16 +90,29 @@ async fn unknown_methods_leave_metrics_the_same_size() {
             .await
             .unwrap()
     };
-    let made_up = |i: usize| Method::from_bytes(format!("M{i}{}", "X".repeat(2000)).as_bytes()).unwrap();
+    let made_up =
+        |i: usize| Method::from_bytes(format!("M{i}{}", "X".repeat(2000)).as_bytes()).unwrap();
     // One made-up method on each path kind first, so the `other` series exist.
     for path in ["/archivist/v2/locations", "/no/such/path"] {
-        client.request(made_up(0), server.url_of(path)).send().await.unwrap();
+        client
+            .request(made_up(0), server.url_of(path))
+            .send()
+            .await
+            .unwrap();
     }
     metrics().await;
     let before = metrics().await;
     for i in 1..=50 {
-        let path = if i % 2 == 0 { "/archivist/v2/locations" } else { "/no/such/path" };
-        let answer = client.request(made_up(i), server.url_of(path)).send().await.unwrap();
+        let path = if i % 2 == 0 {
+            "/archivist/v2/locations"
+        } else {
+            "/no/such/path"
+        };
+        let answer = client
+            .request(made_up(i), server.url_of(path))
+            .send()
+            .await
+            .unwrap();
         assert!(answer.status().is_client_error(), "{}", answer.status());
     }
     let after = metrics().await;
@@ -139,9 +163,31 @@ async fn options_answers_with_allow_and_405_carries_allow() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::NO_CONTENT);
     let methods = allowed(&answer);
-    for method in ["GET", "POST", "DELETE", "OPTIONS"] {
+    for method in ["GET", "DELETE", "OPTIONS"] {
         assert!(methods.contains(method), "{methods:?}");
     }
+    assert!(!methods.contains("POST"), "{methods:?}");
+    // `<uuid>:cancel` is the same route template but only takes POST.
+    let cancel = format!("{item}:cancel");
+    let answer = client
+        .request(Method::OPTIONS, server.url_of(&cancel))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        allowed(&answer),
+        BTreeSet::from(["POST".to_owned(), "OPTIONS".to_owned()])
+    );
+    let token = server.tenant_token("allow").await;
+    let answer = client
+        .get(server.url_of(&cancel))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(allowed(&answer).contains("POST"));
 
     let answer = client
         .request(Method::PUT, server.url_of("/archivist/v2/locations"))
@@ -150,7 +196,10 @@ async fn options_answers_with_allow_and_405_carries_allow() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
     let methods = allowed(&answer);
-    assert!(methods.contains("GET") && methods.contains("POST"), "{methods:?}");
+    assert!(
+        methods.contains("GET") && methods.contains("POST"),
+        "{methods:?}"
+    );
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["code"], 12);
 
@@ -166,11 +215,9 @@ async fn options_answers_with_allow_and_405_carries_allow() {
 #[tokio::test]
 async fn https_is_served_with_a_certificate_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-    ])
-    .unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
@@ -181,9 +228,15 @@ async fn https_is_served_with_a_certificate_and_key() {
         "--tls-key",
         key_path.to_str().unwrap(),
     ]);
-    assert!(server.url().starts_with("https://127.0.0.1:"), "{}", server.url());
+    assert!(
+        server.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url()
+    );
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
         .build()
         .unwrap();
     let (client_id, secret) = server.create_app("tls");
@@ -232,7 +285,11 @@ async fn https_is_served_with_a_certificate_and_key() {
 
 async fn assert_rate_limited(answer: reqwest::Response) {
     assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = answer.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
     assert_eq!(
         answer.headers()["archivist-rate-limit-reset"],
@@ -328,15 +385,31 @@ async fn page_tokens_the_server_did_not_issue_are_refused() {
             .bearer_auth(&token)
             .send()
     };
-    let first: Value = list("/archivist/v2/locations", "").await.unwrap().json().await.unwrap();
-    let issued = first["next_page_token"].as_str().expect("a next page").to_owned();
-    assert_eq!(list("/archivist/v2/locations", &issued).await.unwrap().status(), 200);
+    let first: Value = list("/archivist/v2/locations", "")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issued = first["next_page_token"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    assert_eq!(
+        list("/archivist/v2/locations", &issued)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let (payload, signature) = issued.split_once('.').expect("payload.signature");
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .unwrap();
-    let edited_json = String::from_utf8(json.clone()).unwrap().replace("\"b\":", "\"b\":9");
+    let edited_json = String::from_utf8(json.clone())
+        .unwrap()
+        .replace("\"b\":", "\"b\":9");
     let edited = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(edited_json);
     for forged in [
         format!("{edited}.{signature}"),
@@ -351,7 +424,13 @@ async fn page_tokens_the_server_did_not_issue_are_refused() {
         assert!(body["message"].as_str().unwrap().contains("page_token"));
     }
     // A real token of another list.
-    assert_eq!(list("/archivist/v2/assets", &issued).await.unwrap().status(), 400);
+    assert_eq!(
+        list("/archivist/v2/assets", &issued)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -375,7 +454,10 @@ async fn too_many_or_too_long_filters_are_refused() {
     let answer = list(filters(11, 10)).await.unwrap();
     assert_eq!(answer.status(), 400);
     let body: Value = answer.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("at most 10"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("at most 10"),
+        "{body}"
+    );
     assert_eq!(list(filters(1, 1025)).await.unwrap().status(), 400);
     assert_eq!(list(filters(5, 1000)).await.unwrap().status(), 400);
     let long_name = vec![(format!("attributes.{}", "n".repeat(1025)), "v".to_owned())];

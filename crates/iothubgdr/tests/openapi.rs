@@ -17,8 +17,8 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 /// The document, with a small schema checker for the subset of swagger 2.0 it uses
-/// (`$ref`, `type`, `properties`, `required`, `additionalProperties`, `items`, `enum`,
-/// `maxItems`, `minimum`, `x-nullable`). Hand-written: a JSON-schema crate would not know
+/// (`$ref`, `type`, `properties`, `patternProperties`, `required`, `additionalProperties`,
+/// `items`, `enum`, `maxItems`, `minimum`, `x-nullable`). Hand-written: a JSON-schema crate would not know
 /// swagger 2.0's `x-nullable` nor its `#/definitions/` references, and this is all we need.
 struct Spec {
     doc: Value,
@@ -118,9 +118,19 @@ impl Spec {
             Value::Null => properties.is_none(),
             _ => true,
         };
+        // `patternProperties` (attributes: names of 1 to 1024 characters) is checked by its
+        // value schema only; the checker has no regex engine, and the server bounds names.
+        let patterned = schema["patternProperties"]
+            .as_object()
+            .and_then(|patterns| patterns.values().next());
         for (key, item) in map {
             match properties.and_then(|properties| properties.get(key)) {
                 Some(property) => self.check(property, item, &format!("{at}.{key}"), errors),
+                None if patterned.is_some() => {
+                    if let Some(value_schema) = patterned {
+                        self.check(value_schema, item, &format!("{at}.{key}"), errors);
+                    }
+                }
                 None if open => {}
                 None => errors.push(format!("{at}: key `{key}` is not a documented property")),
             }

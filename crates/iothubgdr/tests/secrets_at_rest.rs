@@ -110,7 +110,12 @@ async fn rotation_keeps_old_tokens_valid_and_a_retired_key_is_refused() {
     assert_eq!(listed.len(), 2);
     for key in &listed {
         let fields: Vec<&String> = key.as_object().unwrap().keys().collect();
-        assert!(!fields.iter().any(|field| field.contains("key") && *field != "kid"), "{key}");
+        assert!(
+            !fields
+                .iter()
+                .any(|field| field.contains("key") && *field != "kid"),
+            "{key}"
+        );
     }
 
     // The running server signs with the new key within seconds; old tokens keep working.
@@ -130,7 +135,10 @@ async fn rotation_keeps_old_tokens_valid_and_a_retired_key_is_refused() {
     assert_eq!(status_with(&server, &new_token).await, 200);
 
     // The key that signs cannot be retired; the old one can, and its tokens are refused.
-    let refused = server.command(&["keys", "retire", &new_kid]).output().unwrap();
+    let refused = server
+        .command(&["keys", "retire", &new_kid])
+        .output()
+        .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("rotate"));
     run_json(&server, &["keys", "retire", &old_kid]);
@@ -217,9 +225,12 @@ async fn errors_name_the_field_and_never_echo_a_secret() {
         assert!(!text.contains("SharedAccessKey"), "{path}: {text}");
         assert!(!text.contains("c2VjcmV0"), "{path}: {text}");
     }
-    let answer = post("/archivist/v2/iothubgdr", format!("\"{CONNECTION_STRING}\""))
-        .await
-        .unwrap();
+    let answer = post(
+        "/archivist/v2/iothubgdr",
+        format!("\"{CONNECTION_STRING}\""),
+    )
+    .await
+    .unwrap();
     let body: Value = answer.json().await.unwrap();
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("JSON object"), "{message}");

@@ -28,7 +28,11 @@ struct CreateAsset {
     #[serde(default)]
     attributes: Attributes,
     /// Accepted for Archivist compatibility; every asset here is private.
-    #[serde(default, rename = "public", deserialize_with = "crate::extract::not_null")]
+    #[serde(
+        default,
+        rename = "public",
+        deserialize_with = "crate::extract::not_null"
+    )]
     _public: Option<bool>,
 }
 

@@ -35,12 +35,13 @@ pub(crate) fn parse_identity(kind: &str, raw: &str) -> Result<Uuid, ApiError> {
 }
 
 pub(crate) fn not_found_identity(kind: &str, raw: &str) -> ApiError {
-    // The identity comes from the client: it is shown only when it is a UUID, anything
-    // else (which might be a pasted secret) is only described.
+    // The identity comes from the client: it is shown only when it is a UUID or a short
+    // plain name, never what might be a pasted secret.
     match Uuid::parse_str(raw) {
         Ok(id) => ApiError::not_found(format!("{kind}/{id} not found")),
         Err(_) => ApiError::not_found(format!(
-            "no {kind} has this identity: it must be {kind}/<uuid>"
+            "{kind}/{} not found: identities are {kind}/<uuid>",
+            crate::validate::shown_name(raw)
         )),
     }
 }
