@@ -383,7 +383,8 @@ fn a_wrong_key_ends_with_the_error_and_exit_code_6() {
     assert!(stderr(&output).contains(message), "{}", text(&output));
     setup.assert_no_secret("wrong key", &output);
 
-    // Invalid input refused by the server (400): an unknown location.
+    // A home location that is not one of the caller's is not found (404), as any other
+    // resource that is not the caller's.
     let secret_file = setup.write_file("hub-secret", &setup.connection_string());
     let unknown_location = setup
         .cli(&[
@@ -399,7 +400,7 @@ fn a_wrong_key_ends_with_the_error_and_exit_code_6() {
         .unwrap();
     assert_eq!(
         code(&unknown_location),
-        EXIT_INVALID_INPUT,
+        EXIT_NOT_FOUND,
         "{}",
         text(&unknown_location)
     );

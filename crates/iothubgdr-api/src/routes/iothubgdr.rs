@@ -48,7 +48,9 @@ fn is_cancel_path(raw: &str) -> bool {
 }
 
 async fn item_method_not_allowed(Path(raw): Path<String>) -> ApiError {
-    if is_cancel_path(&raw) {
+    if raw.contains(':') && !is_cancel_path(&raw) {
+        ApiError::not_found("no such route")
+    } else if is_cancel_path(&raw) {
         ApiError::method_not_allowed_here(CANCEL_ALLOW)
     } else {
         ApiError::method_not_allowed_here(ITEM_ALLOW)
@@ -260,11 +262,18 @@ async fn cancel(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<OperationJson>, ApiError> {
-    let raw_id = raw.strip_suffix(CANCEL_SUFFIX).ok_or_else(|| ApiError {
-        message: format!(
-            "method not allowed on this path: POST /archivist/v2/iothubgdr/<uuid>{CANCEL_SUFFIX} cancels an import"
-        ),
-        ..ApiError::method_not_allowed_here(ITEM_ALLOW)
+    let raw_id = raw.strip_suffix(CANCEL_SUFFIX).ok_or_else(|| {
+        let message =
+            format!("POST /archivist/v2/iothubgdr/<uuid>{CANCEL_SUFFIX} cancels an import");
+        if raw.contains(':') {
+            // Another verb: no such route at all.
+            ApiError::not_found(format!("no such route: {message}"))
+        } else {
+            ApiError {
+                message: format!("method not allowed on this path: {message}"),
+                ..ApiError::method_not_allowed_here(ITEM_ALLOW)
+            }
+        }
     })?;
     let id = parse_identity(KIND, raw_id)?;
     state
