@@ -97,6 +97,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty: a JSON object is required",
         ));
     }
+    // serde would also read a struct from a JSON array; every body of this API is an object.
+    let sent = match bytes.trim_ascii_start().first() {
+        Some(b'{') => None,
+        Some(b'"') => Some("a string"),
+        Some(b'[') => Some("an array"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'n') => Some("null"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        _ => Some("no JSON value"),
+    };
+    if let Some(sent) = sent {
+        return Err(ApiError::invalid_argument(format!(
+            "invalid request body: expected a JSON object, got {sent}"
+        )));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = shown_path(&err.path().to_string());
@@ -230,6 +245,18 @@ mod tests {
         assert!(!err.message.contains("SharedAccessKey"), "{}", err.message);
         assert!(err.message.contains("JSON object"), "{}", err.message);
         assert!(err.message.contains("string"), "{}", err.message);
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        for body in ["[]", "5", "true", "null", "[1, 2]"] {
+            let err = parse_json::<Body>(body.as_bytes()).unwrap_err();
+            assert!(
+                err.message.contains("JSON object"),
+                "{body}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]
