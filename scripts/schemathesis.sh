@@ -83,12 +83,14 @@ EOF
 
 cd "$work"
 status=0
+# One worker: with two, hypothesis on Python 3.11 can fail inside its own source inspection
+# ("AST constructor recursion depth mismatch"), a runtime error of the tool, not a finding.
 "$venv/bin/st" --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
     --checks all \
     --header "Authorization: Bearer $token" \
     --max-examples "$max_examples" \
     --max-time "$max_time" \
-    --workers 2 \
+    --workers 1 \
     --seed 8 \
     --generation-deterministic \
     --request-timeout 30 \
