@@ -630,3 +630,55 @@ async fn a_long_import_outlives_many_leases(db: TestDatabase) {
     assert_eq!(import.status, ImportStatus::Finished, "{import:?}");
     assert_eq!(import.number_assets_imported, 3_000);
 }
+
+#[tokio::test]
+async fn an_import_outlives_several_leases_while_another_engine_reaps() {
+    // 11 queries of 150 ms: about five leases of 300 ms. The owner's heartbeats (every
+    // lease/3) keep the import alive, and a second engine on the same store reaps every
+    // 100 ms: an owner whose heartbeats stopped would see its import failed as orphaned.
+    let f = fixture(
+        1_000,
+        Faults {
+            latency: Duration::from_millis(150),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let lease = Duration::from_millis(300);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let owner = Engine::new(
+        f.store.clone(),
+        EngineConfig {
+            lease,
+            ..config(&f.emulator, 2)
+        },
+        &mut registry,
+    );
+    owner.start().await.expect("start");
+    let reaper = Engine::new(
+        f.store.clone(),
+        EngineConfig {
+            lease,
+            ..config(&f.emulator, 2)
+        },
+        &mut prometheus_client::registry::Registry::default(),
+    );
+    reaper.start().await.expect("start");
+    let tenant = new_tenant(&f.store).await;
+    let started = std::time::Instant::now();
+    let import = owner
+        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .await
+        .expect("submit");
+    let done = wait_done(&f.store, tenant, import.id).await;
+    assert!(
+        started.elapsed() > lease * 4,
+        "the import did not outlast several leases: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
+    assert_eq!(done.number_assets_imported, 1_000);
+    assert_eq!(asset_count(&f.store, tenant).await, 1_000);
+    owner.shutdown().await;
+    reaper.shutdown().await;
+}

@@ -59,6 +59,41 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn readiness_is_503_while_the_database_is_gone() {
+    let server = TestServer::start();
+    let client = server.client();
+    let ready = |client: reqwest::Client| {
+        let url = server.url_of("/readyz");
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(ready(client.clone()).await.status(), 200);
+    let file = server
+        .database_url()
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from)
+        .expect("a SQLite test server");
+    let moved = file.with_extension("moved");
+    std::fs::rename(&file, &moved).unwrap();
+
+    let answer = ready(client.clone()).await;
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], json!(14), "{body}");
+    assert!(
+        !body["message"].as_str().unwrap().contains("iothubgdr.db"),
+        "the answer names no path: {body}"
+    );
+    // The process itself is alive.
+    let health = client.get(server.url_of("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // The same file back: ready again.
+    std::fs::rename(&moved, &file).unwrap();
+    assert_eq!(ready(client).await.status(), 200);
+}
+
+#[tokio::test]
 async fn apps_list_and_delete_never_show_secrets() {
     let server = TestServer::start();
     let first = server.create_test_app("acme");
