@@ -273,7 +273,9 @@ mod tests {
             ("alg none, no signature", hand_built(none, &payload, None)),
             (
                 "alg none, no signature part",
-                hand_built(none, &payload, None).trim_end_matches('.').to_owned(),
+                hand_built(none, &payload, None)
+                    .trim_end_matches('.')
+                    .to_owned(),
             ),
             (
                 "alg none with the key's signature",

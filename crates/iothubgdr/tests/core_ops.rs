@@ -259,3 +259,25 @@ async fn json_logs_flags_from_env_and_graceful_sigterm() {
     assert!(!logs.contains(app["client_secret"].as_str().unwrap()));
     assert!(!logs.contains(answer["access_token"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn ctrl_c_right_after_the_ready_line_stops_the_server_cleanly() {
+    // The first stdout line is printed only once SIGINT/SIGTERM are handled, so a signal
+    // sent the moment it appears is handled, never the default "die at once".
+    for signal in ["INT", "TERM"] {
+        let mut server = TestServer::start();
+        let status = if signal == "INT" {
+            server.interrupt()
+        } else {
+            server.terminate()
+        };
+        assert!(status.success(), "SIG{signal}: {status}");
+        // `interrupt`/`terminate` return once the pipes closed: the last line is there.
+        let logs = server.logs();
+        assert!(
+            logs.contains(&format!("SIG{signal} received, shutting down")),
+            "{logs}"
+        );
+        assert!(logs.contains("stopped"), "{logs}");
+    }
+}

@@ -203,7 +203,6 @@ fn imported(operation: &Value) -> u64 {
         .expect("count")
 }
 
-
 /// A Prometheus/OpenMetrics text exposition, parsed.
 struct Exposition {
     /// The name of every series as a client queries it: counters with `_total`, histograms
@@ -257,7 +256,9 @@ impl Exposition {
 fn readme_metric_names() -> std::collections::BTreeSet<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
         .expect("read README.md");
-    let start = readme.find("- `GET /metrics`").expect("the README's /metrics item");
+    let start = readme
+        .find("- `GET /metrics`")
+        .expect("the README's /metrics item");
     let item = &readme[start..];
     // The item runs until the next bullet.
     let item = &item[..item[2..].find("\n- ").map_or(item.len(), |end| end + 2)];

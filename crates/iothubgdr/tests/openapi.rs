@@ -857,7 +857,9 @@ fn served_routes() -> BTreeSet<(String, String)> {
                 let literal = rest.strip_prefix('"').and_then(|r| r.split('"').next());
                 assert!(
                     literal.is_some_and(|path| {
-                        NON_API_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
+                        NON_API_PREFIXES
+                            .iter()
+                            .any(|prefix| path.starts_with(prefix))
                     }),
                     "{}: a mount this test cannot read: {}",
                     file.display(),
@@ -890,12 +892,19 @@ fn served_routes() -> BTreeSet<(String, String)> {
                 .map(|(i, _)| i)
                 .expect("end of .route(");
             let methods = &rest[..end];
-            if NON_API_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+            if NON_API_PREFIXES
+                .iter()
+                .any(|prefix| path.starts_with(prefix))
+            {
                 continue;
             }
             let mut any = false;
             for method in ["get", "post", "put", "patch", "delete"] {
-                let calls = [format!(" {method}("), format!(".{method}("), format!(",{method}(")];
+                let calls = [
+                    format!(" {method}("),
+                    format!(".{method}("),
+                    format!(",{method}("),
+                ];
                 if calls.iter().any(|call| methods.contains(call.as_str()))
                     || methods.trim_start().starts_with(&format!("{method}("))
                 {
@@ -903,7 +912,11 @@ fn served_routes() -> BTreeSet<(String, String)> {
                     any = true;
                 }
             }
-            assert!(any, "{}: no method read for {path}: {methods}", file.display());
+            assert!(
+                any,
+                "{}: no method read for {path}: {methods}",
+                file.display()
+            );
         }
     }
     routes
