@@ -370,6 +370,33 @@ mod tests {
     }
 
     #[test]
+    fn debug_and_display_say_what_is_hidden() {
+        // Hiding is not printing nothing: a log line still tells a reader what was there.
+        let key = generate_signing_key();
+        let token = service().issue("c", Uuid::new_v4()).unwrap().access_token;
+        assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+        assert_eq!(format!("{token}"), "<redacted>");
+        let tokens = TokenService::new(&key, Duration::from_secs(90));
+        assert!(format!("{tokens:?}").starts_with("TokenService { ttl: 90s"));
+    }
+
+    #[test]
+    fn the_lifetime_is_the_configured_one_even_when_huge() {
+        let tokens = TokenService::new(&generate_signing_key(), Duration::from_secs(90));
+        assert_eq!(tokens.ttl(), Duration::from_secs(90));
+        // A lifetime beyond i64 seconds is capped far in the future, never wrapped into
+        // the past or into "expires now".
+        let forever = TokenService::new(&generate_signing_key(), Duration::MAX);
+        let issued = forever.issue("c", Uuid::new_v4()).unwrap();
+        let claims = forever.verify(issued.access_token.expose()).unwrap();
+        assert!(
+            claims.exp - claims.iat > 1_000 * 365 * 24 * 3600,
+            "{claims:?}"
+        );
+    }
+
+    #[test]
     fn debug_and_display_never_show_a_token() {
         let token = service().issue("c", Uuid::new_v4()).unwrap();
         let text = token.access_token.expose().to_owned();
