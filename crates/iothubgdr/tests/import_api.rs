@@ -331,7 +331,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
     let seen = Seen::default();
     for devices in [0u64, 1, 2_500] {
         let hub = emulator(devices, Faults::default()).await;
-        let (_files, server) = start_server(&hub, &[]);
+        let (_files, mut server) = start_server(&hub, &[]);
         let api = Api::new(&server, "acme", &seen).await;
         let (status, location) = api
             .call(
@@ -409,7 +409,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
             operations[0]["identity"], second["identity"],
             "newest first"
         );
-        seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+        seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
         hub.shutdown().await;
     }
 }
@@ -418,7 +418,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
 async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
     let seen = Seen::default();
     let hub = slow_emulator(2_500, Duration::from_millis(60)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -476,14 +476,14 @@ async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
         Some(26.0),
         "{exposition}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let seen = Seen::default();
     let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -507,14 +507,14 @@ async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let (status, again) = api.call(Method::POST, &path, None).await;
     assert_eq!(status, 200);
     assert_eq!(again, later);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
     let seen = Seen::default();
     let hub = slow_emulator(1_000, Duration::from_millis(50)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -540,7 +540,7 @@ async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(api.assets_of(&hub.host_name()).await, 1_000);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,7 +557,7 @@ async fn throttling_server_errors_and_dropped_connections_still_give_the_exact_c
         },
     )
     .await;
-    let (_files, server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
+    let (_files, mut server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -571,7 +571,7 @@ async fn throttling_server_errors_and_dropped_connections_still_give_the_exact_c
         stats.throttled > 0 && stats.server_errors > 0 && stats.dropped > 0,
         "{stats:?}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +583,7 @@ async fn bad_secrets_wrong_keys_and_unreachable_hubs_end_in_a_clear_error() {
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let nowhere = format!("unreachable-hub.azure-devices.net=127.0.0.1:{port}");
-    let (_files, server) = start_server(
+    let (_files, mut server) = start_server(
         &hub,
         &["--iothub-retry-budget", "2s", "--iothub-resolve", &nowhere],
     );
@@ -630,14 +630,14 @@ async fn bad_secrets_wrong_keys_and_unreachable_hubs_end_in_a_clear_error() {
     let message = done["error"]["error_message"].as_str().expect("message");
     assert!(message.contains("could not connect"), "{message}");
     assert_eq!(api.assets_of(&hub.host_name()).await, 0);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
     let seen = Seen::default();
     let hub = emulator(5, Faults::default()).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let other = Api::new(&server, "globex", &seen).await;
     let secret = hub.iothub_connection_string();
@@ -730,14 +730,14 @@ async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
         )
         .await;
     assert_eq!(status, 404);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_through_imports_sees_each_once() {
     let seen = Seen::default();
     let hub = emulator(1, Faults::default()).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let mut made = Vec::new();
     for _ in 0..7 {
@@ -802,7 +802,7 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
             // notice the silence.
             assert!(!first.kill().success());
         }
-        let second =
+        let mut second =
             TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
         let api = Api {
             url: second.url().to_owned(),
@@ -820,11 +820,9 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
         assert_eq!(listed[0]["identity"], operation["identity"]);
         let all = api.assets_of_any_hub().await;
         assert_eq!(all, imported(&done), "assets of this tenant");
-        seen.assert_no_leak(
-            &format!("{}{}", first.logs(), second.logs()),
-            &[data.path()],
-            &[&database],
-        );
+        // `first` has exited and its pipes closed: its logs are complete.
+        let logs = format!("{}{}", first.logs(), second.stop());
+        seen.assert_no_leak(&logs, &[data.path()], &[&database]);
     }
 }
 
@@ -832,7 +830,7 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
 async fn another_tenant_cannot_see_cancel_or_delete_a_running_import() {
     let seen = Seen::default();
     let hub = slow_emulator(2_500, Duration::from_millis(60)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let other = Api::new(&server, "globex", &seen).await;
     let operation = api
@@ -867,7 +865,7 @@ async fn another_tenant_cannot_see_cancel_or_delete_a_running_import() {
     assert_eq!(imported(&done), 2_500);
     assert_eq!(api.assets_of(&hub.host_name()).await, 2_500);
     assert_eq!(other.assets_of(&hub.host_name()).await, 0);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -882,8 +880,10 @@ async fn an_import_longer_than_several_leases_finishes_while_another_process_rea
     let database = common::fresh_database_url(data.path());
     let args = hub_args(&hub, files.path(), &["--import-lease", "1s"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let owner = TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
-    let reaper = TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
+    let mut owner =
+        TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
+    let mut reaper =
+        TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
     let api = Api::new(&owner, "acme", &seen).await;
     let started = Instant::now();
     let operation = api
@@ -898,11 +898,8 @@ async fn an_import_longer_than_several_leases_finishes_while_another_process_rea
     );
     assert_eq!(imported(&done), 2_500);
     assert_eq!(api.assets_of(&hub.host_name()).await, 2_500);
-    seen.assert_no_leak(
-        &format!("{}{}", owner.logs(), reaper.logs()),
-        &[data.path()],
-        &[&database],
-    );
+    let logs = format!("{}{}", owner.stop(), reaper.stop());
+    seen.assert_no_leak(&logs, &[data.path()], &[&database]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,7 +913,7 @@ async fn answers_lost_after_the_hub_moved_on_are_retried_with_the_exact_count() 
         },
     )
     .await;
-    let (_files, server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
+    let (_files, mut server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -955,5 +952,5 @@ async fn answers_lost_after_the_hub_moved_on_are_retried_with_the_exact_count() 
         twins_lost % 100 == 0 && twins_lost <= 100 * stats.lost_answers,
         "{stats:?}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }

@@ -264,6 +264,14 @@ impl TestServer {
         self.token(&client_id, &secret).await
     }
 
+    /// Stops the server gracefully and returns everything it wrote to stderr: for checks
+    /// that must see the whole log (no secret in it), not what arrived so far.
+    pub fn stop(&mut self) -> String {
+        let status = self.terminate();
+        assert!(status.success(), "the server failed to stop: {status}");
+        self.logs()
+    }
+
     /// Sends SIGTERM and waits for the process to exit and its pipes to close.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal("TERM")
