@@ -682,3 +682,134 @@ async fn an_import_outlives_several_leases_while_another_engine_reaps() {
     owner.shutdown().await;
     reaper.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
+    let f = fixture(
+        1_000,
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let engine = engine(&f, 2).await;
+    let tenant = new_tenant(&f.store).await;
+    let other = new_tenant(&f.store).await;
+    let import = engine
+        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .await
+        .expect("submit");
+    // Running, with a page written.
+    loop {
+        let now = f
+            .store
+            .import_get(tenant, import.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if now.number_assets_imported > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another tenant's cancel finds nothing and changes nothing.
+    assert!(engine
+        .cancel(other, import.id)
+        .await
+        .expect("cancel")
+        .is_none());
+    let still = f
+        .store
+        .import_get(tenant, import.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, ImportStatus::InProgress);
+
+    let cancelled = engine
+        .cancel(tenant, import.id)
+        .await
+        .expect("cancel")
+        .expect("the tenant's import");
+    assert_eq!(cancelled.status, ImportStatus::Cancelled);
+    // The job stops: after a few more query times, nothing more was written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = f
+        .store
+        .import_get(tenant, import.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later.status, ImportStatus::Cancelled);
+    assert!(later.number_assets_imported < 1_000, "{later:?}");
+    assert_eq!(
+        later.number_assets_imported,
+        asset_count(&f.store, tenant).await
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_worker_pool_bounds_imports_of_all_tenants_together() {
+    let f = fixture(
+        300,
+        Faults {
+            latency: Duration::from_millis(40),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let workers = 2;
+    let mut registry = prometheus_client::registry::Registry::default();
+    // One tenant allowed more than the pool: only the pool bounds it.
+    let config = EngineConfig {
+        workers,
+        ..config(&f.emulator, 4)
+    };
+    let worker_id = config.worker_id;
+    let engine = Engine::new(f.store.clone(), config, &mut registry);
+    assert_eq!(engine.worker_id(), worker_id);
+    engine.start().await.expect("start");
+    let tenant = new_tenant(&f.store).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let import = engine
+            .submit(tenant, request(f.emulator.iothub_connection_string()))
+            .await
+            .expect("submit");
+        ids.push(import.id);
+    }
+    let mut max_running = 0;
+    loop {
+        // One query, so the statuses are one consistent snapshot.
+        let page = f
+            .store
+            .import_list(
+                tenant,
+                PageRequest {
+                    page_size: 10,
+                    before_seq: None,
+                },
+            )
+            .await
+            .expect("list");
+        let running = page
+            .items
+            .iter()
+            .filter(|import| import.status == ImportStatus::InProgress)
+            .count();
+        max_running = max_running.max(running);
+        if page.items.iter().all(|import| import.status.is_done()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(max_running, workers, "imports running at once");
+    for id in &ids {
+        let import = wait_done(&f.store, tenant, *id).await;
+        assert_eq!(import.status, ImportStatus::Finished);
+        assert_eq!(import.number_assets_imported, 300);
+    }
+    engine.shutdown().await;
+}
