@@ -94,6 +94,9 @@ on_every_backend!(
     two_engines_importing_one_hub_leave_one_asset_per_device,
     the_queue_bound_refuses_and_records_nothing,
     a_long_import_outlives_many_leases,
+    an_import_outlives_several_leases_while_another_engine_reaps,
+    cancel_stops_a_running_import_and_another_tenant_cannot,
+    the_worker_pool_bounds_imports_of_all_tenants_together,
 );
 
 async fn emulator(devices: u64, faults: Faults) -> RunningEmulator {
@@ -631,12 +634,11 @@ async fn a_long_import_outlives_many_leases(db: TestDatabase) {
     assert_eq!(import.number_assets_imported, 3_000);
 }
 
-#[tokio::test]
-async fn an_import_outlives_several_leases_while_another_engine_reaps() {
+async fn an_import_outlives_several_leases_while_another_engine_reaps(db: TestDatabase) {
     // 11 queries of 150 ms: about five leases of 300 ms. The owner's heartbeats (every
     // lease/3) keep the import alive, and a second engine on the same store reaps every
     // 100 ms: an owner whose heartbeats stopped would see its import failed as orphaned.
-    let f = fixture(
+    let hub = emulator(
         1_000,
         Faults {
             latency: Duration::from_millis(150),
@@ -644,33 +646,34 @@ async fn an_import_outlives_several_leases_while_another_engine_reaps() {
         },
     )
     .await;
+    let store = db.open().await;
     let lease = Duration::from_millis(300);
     let mut registry = prometheus_client::registry::Registry::default();
     let owner = Engine::new(
-        f.store.clone(),
+        db.open().await,
         EngineConfig {
             lease,
-            ..config(&f.emulator, 2)
+            ..config(&hub, 2)
         },
         &mut registry,
     );
     owner.start().await.expect("start");
     let reaper = Engine::new(
-        f.store.clone(),
+        db.open().await,
         EngineConfig {
             lease,
-            ..config(&f.emulator, 2)
+            ..config(&hub, 2)
         },
         &mut prometheus_client::registry::Registry::default(),
     );
     reaper.start().await.expect("start");
-    let tenant = new_tenant(&f.store).await;
+    let tenant = new_tenant(&store).await;
     let started = std::time::Instant::now();
     let import = owner
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
         .expect("submit");
-    let done = wait_done(&f.store, tenant, import.id).await;
+    let done = wait_done(&store, tenant, import.id).await;
     assert!(
         started.elapsed() > lease * 4,
         "the import did not outlast several leases: {:?}",
@@ -678,14 +681,13 @@ async fn an_import_outlives_several_leases_while_another_engine_reaps() {
     );
     assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
     assert_eq!(done.number_assets_imported, 1_000);
-    assert_eq!(asset_count(&f.store, tenant).await, 1_000);
+    assert_eq!(asset_count(&store, tenant).await, 1_000);
     owner.shutdown().await;
     reaper.shutdown().await;
 }
 
-#[tokio::test]
-async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
-    let f = fixture(
+async fn cancel_stops_a_running_import_and_another_tenant_cannot(db: TestDatabase) {
+    let hub = emulator(
         1_000,
         Faults {
             latency: Duration::from_millis(100),
@@ -693,17 +695,17 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
         },
     )
     .await;
-    let engine = engine(&f, 2).await;
-    let tenant = new_tenant(&f.store).await;
-    let other = new_tenant(&f.store).await;
+    let store = db.open().await;
+    let engine = engine(&db, &hub, 2).await;
+    let tenant = new_tenant(&store).await;
+    let other = new_tenant(&store).await;
     let import = engine
-        .submit(tenant, request(f.emulator.iothub_connection_string()))
+        .submit(tenant, request(hub.iothub_connection_string()))
         .await
         .expect("submit");
     // Running, with a page written.
     loop {
-        let now = f
-            .store
+        let now = store
             .import_get(tenant, import.id)
             .await
             .unwrap()
@@ -719,8 +721,7 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
         .await
         .expect("cancel")
         .is_none());
-    let still = f
-        .store
+    let still = store
         .import_get(tenant, import.id)
         .await
         .unwrap()
@@ -735,8 +736,7 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
     assert_eq!(cancelled.status, ImportStatus::Cancelled);
     // The job stops: after a few more query times, nothing more was written.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = f
-        .store
+    let later = store
         .import_get(tenant, import.id)
         .await
         .unwrap()
@@ -745,14 +745,13 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot() {
     assert!(later.number_assets_imported < 1_000, "{later:?}");
     assert_eq!(
         later.number_assets_imported,
-        asset_count(&f.store, tenant).await
+        asset_count(&store, tenant).await
     );
     engine.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_worker_pool_bounds_imports_of_all_tenants_together() {
-    let f = fixture(
+async fn the_worker_pool_bounds_imports_of_all_tenants_together(db: TestDatabase) {
+    let hub = emulator(
         300,
         Faults {
             latency: Duration::from_millis(40),
@@ -760,22 +759,23 @@ async fn the_worker_pool_bounds_imports_of_all_tenants_together() {
         },
     )
     .await;
+    let store = db.open().await;
     let workers = 2;
     let mut registry = prometheus_client::registry::Registry::default();
     // One tenant allowed more than the pool: only the pool bounds it.
     let config = EngineConfig {
         workers,
-        ..config(&f.emulator, 4)
+        ..config(&hub, 4)
     };
     let worker_id = config.worker_id;
-    let engine = Engine::new(f.store.clone(), config, &mut registry);
+    let engine = Engine::new(db.open().await, config, &mut registry);
     assert_eq!(engine.worker_id(), worker_id);
     engine.start().await.expect("start");
-    let tenant = new_tenant(&f.store).await;
+    let tenant = new_tenant(&store).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         let import = engine
-            .submit(tenant, request(f.emulator.iothub_connection_string()))
+            .submit(tenant, request(hub.iothub_connection_string()))
             .await
             .expect("submit");
         ids.push(import.id);
@@ -783,8 +783,7 @@ async fn the_worker_pool_bounds_imports_of_all_tenants_together() {
     let mut max_running = 0;
     loop {
         // One query, so the statuses are one consistent snapshot.
-        let page = f
-            .store
+        let page = store
             .import_list(
                 tenant,
                 PageRequest {
@@ -807,7 +806,7 @@ async fn the_worker_pool_bounds_imports_of_all_tenants_together() {
     }
     assert_eq!(max_running, workers, "imports running at once");
     for id in &ids {
-        let import = wait_done(&f.store, tenant, *id).await;
+        let import = wait_done(&store, tenant, *id).await;
         assert_eq!(import.status, ImportStatus::Finished);
         assert_eq!(import.number_assets_imported, 300);
     }

@@ -60,6 +60,13 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn readiness_is_503_while_the_database_is_gone() {
+    // The database disappears by moving its file; a shared PostgreSQL test server cannot be
+    // taken away from one test (there a gone server already fails the ping's `SELECT 1`).
+    if common::backend() != "sqlite" {
+        println!("SKIPPED readiness_is_503_while_the_database_is_gone: moves a SQLite file");
+        eprintln!("SKIPPED readiness_is_503_while_the_database_is_gone: moves a SQLite file");
+        return;
+    }
     let server = TestServer::start();
     let client = server.client();
     let ready = |client: reqwest::Client| {
