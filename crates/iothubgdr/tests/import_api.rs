@@ -737,7 +737,7 @@ async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
 async fn paging_through_imports_sees_each_once() {
     let seen = Seen::default();
     let hub = emulator(1, Faults::default()).await;
-    let (_files, mut server) = start_server(&hub, &[]);
+    let (_files, server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let mut made = Vec::new();
     for _ in 0..7 {
