@@ -705,11 +705,7 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot(db: TestDatabas
         .expect("submit");
     // Running, with a page written.
     loop {
-        let now = store
-            .import_get(tenant, import.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let now = store.import_get(tenant, import.id).await.unwrap().unwrap();
         if now.number_assets_imported > 0 {
             break;
         }
@@ -721,11 +717,7 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot(db: TestDatabas
         .await
         .expect("cancel")
         .is_none());
-    let still = store
-        .import_get(tenant, import.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let still = store.import_get(tenant, import.id).await.unwrap().unwrap();
     assert_eq!(still.status, ImportStatus::InProgress);
 
     let cancelled = engine
@@ -736,11 +728,7 @@ async fn cancel_stops_a_running_import_and_another_tenant_cannot(db: TestDatabas
     assert_eq!(cancelled.status, ImportStatus::Cancelled);
     // The job stops: after a few more query times, nothing more was written.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = store
-        .import_get(tenant, import.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let later = store.import_get(tenant, import.id).await.unwrap().unwrap();
     assert_eq!(later.status, ImportStatus::Cancelled);
     assert!(later.number_assets_imported < 1_000, "{later:?}");
     assert_eq!(
