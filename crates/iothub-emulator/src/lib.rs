@@ -18,6 +18,7 @@ mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,6 +137,10 @@ pub struct Faults {
     pub server_error_rate: f64,
     /// Fraction of requests whose connection is closed without an answer.
     pub drop_rate: f64,
+    /// Fraction of requests that the hub carries out, but whose answer is lost: the
+    /// connection closes after the request was handled (and counted), as when a network
+    /// fails on the way back. The client cannot tell this from a drop and retries.
+    pub lost_answer_rate: f64,
     /// Added to every request.
     pub latency: Duration,
     /// A smaller page-size cap than `max_page_size`.
@@ -205,6 +210,8 @@ pub struct Stats {
     pub server_errors: u64,
     /// Connections dropped without an answer.
     pub dropped: u64,
+    /// Requests handled (and counted above) whose answer was then lost.
+    pub lost_answers: u64,
     /// Requests refused with 401.
     pub unauthorized: u64,
 }
@@ -446,7 +453,8 @@ async fn handle(
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    match shared.request_fault(&faults) {
+    let fault = shared.request_fault(&faults);
+    match fault {
         RequestFault::Drop => return Err(DroppedConnection),
         RequestFault::ServerError(500) => {
             return Ok(HubError::new(
@@ -467,10 +475,16 @@ async fn handle(
             };
             return Ok(error.into_response());
         }
-        RequestFault::None => {}
+        RequestFault::None | RequestFault::LoseAnswer => {}
     }
-    match router.oneshot(request).await {
-        Ok(response) => Ok(response),
+    let answer = match router.oneshot(request).await {
+        Ok(response) => response,
         Err(never) => match never {},
+    };
+    if matches!(fault, RequestFault::LoseAnswer) {
+        // The hub has done the work; only the answer never reaches the client.
+        shared.stats.lost_answers.fetch_add(1, Ordering::Relaxed);
+        return Err(DroppedConnection);
     }
+    Ok(answer)
 }

@@ -57,6 +57,9 @@ struct Args {
     /// Fraction of requests whose connection is dropped without an answer.
     #[arg(long, env = "IOTHUB_EMULATOR_DROP_RATE", default_value_t = 0.0)]
     drop_rate: f64,
+    /// Fraction of requests that are carried out but whose answer is lost on the way back.
+    #[arg(long, env = "IOTHUB_EMULATOR_LOST_ANSWER_RATE", default_value_t = 0.0)]
+    lost_answer_rate: f64,
     /// Milliseconds added to every request.
     #[arg(long, env = "IOTHUB_EMULATOR_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             quota_window: Duration::from_secs(args.quota_window_secs.max(1)),
             server_error_rate: rate("server-error-rate", args.server_error_rate)?,
             drop_rate: rate("drop-rate", args.drop_rate)?,
+            lost_answer_rate: rate("lost-answer-rate", args.lost_answer_rate)?,
             latency: Duration::from_millis(args.latency_ms),
             page_size_cap: args.page_size_cap,
             ..Faults::default()

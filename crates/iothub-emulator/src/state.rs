@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) quota_throttled: AtomicU64,
     pub(crate) server_errors: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) lost_answers: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
 }
 
@@ -45,6 +46,8 @@ pub(crate) enum RequestFault {
     None,
     Drop,
     ServerError(u16),
+    /// Handle the request, then close the connection instead of answering.
+    LoseAnswer,
 }
 
 impl Shared {
@@ -100,7 +103,7 @@ impl Shared {
     }
 
     /// Decides, deterministically from the seed and the request's ordinal, whether this request
-    /// is dropped or answered with a 5xx.
+    /// is dropped, answered with a 5xx, or handled with its answer lost.
     pub(crate) fn request_fault(&self, faults: &Faults) -> RequestFault {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +119,9 @@ impl Shared {
             self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
             let code = if draw(0x503) < 0.5 { 500 } else { 503 };
             return RequestFault::ServerError(code);
+        }
+        if faults.lost_answer_rate > 0.0 && draw(0x105) < faults.lost_answer_rate {
+            return RequestFault::LoseAnswer;
         }
         RequestFault::None
     }
@@ -177,6 +183,7 @@ impl Shared {
             quota_throttled: s.quota_throttled.load(Ordering::Relaxed),
             server_errors: s.server_errors.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            lost_answers: s.lost_answers.load(Ordering::Relaxed),
             unauthorized: s.unauthorized.load(Ordering::Relaxed),
         }
     }

@@ -91,7 +91,7 @@ mod tests {
         let secret = ClientSecret::generate();
         let shown = format!("{secret:?} {secret}");
         assert!(!shown.contains(secret.expose()));
-        assert!(shown.contains("redacted"));
+        assert_eq!(shown, "ClientSecret(<redacted>) <redacted>");
     }
 
     #[test]

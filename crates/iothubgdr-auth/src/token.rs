@@ -380,22 +380,74 @@ mod tests {
         assert_eq!(tokens.verify(token.expose()), Err(TokenError::Expired));
     }
 
-    #[test]
-    fn alg_none_is_refused() {
-        let tokens = service();
-        let issued = tokens.issue("c", Uuid::new_v4()).unwrap();
-        let payload = issued
-            .access_token
-            .expose()
-            .split('.')
-            .nth(1)
-            .unwrap()
-            .to_owned();
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert_eq!(
-            tokens.verify(&format!("{header}.{payload}.")),
-            Err(TokenError::Invalid)
+    /// A token built by hand: base64url header and payload, and an HMAC-SHA256 signature
+    /// with `key` (or an empty signature). No JWT library is involved, so a test can send
+    /// what that library would never produce.
+    fn hand_built(header: &str, payload: &str, key: Option<&[u8]>) -> String {
+        use hmac::{Hmac, Mac};
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
         );
+        let signature = match key {
+            Some(key) => {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+                mac.update(signed.as_bytes());
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            }
+            None => String::new(),
+        };
+        format!("{signed}.{signature}")
+    }
+
+    fn valid_payload(tenant: Uuid) -> String {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        format!(
+            r#"{{"sub":"c","tenant":"{tenant}","iat":{now},"exp":{},"iss":"{ISSUER}","jti":"j"}}"#,
+            now + 60
+        )
+    }
+
+    #[test]
+    fn hand_built_tokens_verify_only_when_signed_with_the_key() {
+        let key = SigningKey::generate();
+        let tokens = TokenService::new(&key, &[], Duration::from_secs(60));
+        let tenant = Uuid::new_v4();
+        let payload = valid_payload(tenant);
+        let hs256 = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, key.kid());
+        let hs256 = hs256.as_str();
+        // The control: the same claims, signed by hand with the key, verify. So every
+        // refusal below is about the signature or the algorithm, not the claims.
+        let signed = hand_built(hs256, &payload, Some(key.as_bytes()));
+        assert_eq!(tokens.verify(&signed).map(|c| c.tenant), Ok(tenant));
+        let none = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid());
+        let none = none.as_str();
+        let refused = [
+            ("alg none, no signature", hand_built(none, &payload, None)),
+            (
+                "alg none, no signature part",
+                hand_built(none, &payload, None)
+                    .trim_end_matches('.')
+                    .to_owned(),
+            ),
+            (
+                "alg none with the key's signature",
+                hand_built(none, &payload, Some(key.as_bytes())),
+            ),
+            ("HS256, empty signature", hand_built(hs256, &payload, None)),
+            (
+                "HS256, another key",
+                hand_built(hs256, &payload, Some(SigningKey::generate().as_bytes())),
+            ),
+            (
+                "HS256, an empty key",
+                hand_built(hs256, &payload, Some(b"")),
+            ),
+        ];
+        for (what, token) in refused {
+            assert_eq!(tokens.verify(&token), Err(TokenError::Invalid), "{what}");
+        }
     }
 
     #[test]
@@ -419,6 +471,27 @@ mod tests {
         assert_eq!(tokens.verify(&hs512), Err(TokenError::Invalid));
     }
 
+    /// Every usual way of printing `bytes`: hex (both cases), base64 (standard and url,
+    /// padded or not), the decimal `Debug` of the byte vector, and the raw bytes as text.
+    fn printed_forms(bytes: &[u8]) -> Vec<String> {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let decimal: Vec<String> = bytes.iter().map(u8::to_string).collect();
+        vec![
+            hex.clone(),
+            hex.to_uppercase(),
+            STANDARD.encode(bytes),
+            STANDARD_NO_PAD.encode(bytes),
+            URL_SAFE.encode(bytes),
+            URL_SAFE_NO_PAD.encode(bytes),
+            format!("{bytes:?}"),
+            decimal.join(","),
+            decimal.join(", "),
+            decimal.join(" "),
+            String::from_utf8_lossy(bytes).into_owned(),
+        ]
+    }
+
     #[test]
     fn secrets_are_redacted_in_debug() {
         let key = SigningKey::generate();
@@ -428,6 +501,78 @@ mod tests {
         assert!(!shown.contains(&STANDARD.encode(key.as_bytes())));
         assert!(!format!("{:?}", key.as_bytes()).is_empty());
         assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn debug_shows_no_form_of_the_signing_key() {
+        // A random key, and one whose bytes are all printable (so its raw text form is
+        // meaningful too).
+        for key in [
+            SigningKey::generate(),
+            SigningKey::new("printable", b"0123456789abcdefghijklmnopqrstuv".to_vec()).unwrap(),
+        ] {
+            let forms = printed_forms(key.as_bytes());
+            let tokens = TokenService::new(&key, &[], Duration::from_secs(60));
+            let issued = tokens.issue("c", Uuid::new_v4()).unwrap();
+            let shown = [
+                format!("{key:?}"),
+                format!("{key:#?}"),
+                format!("{tokens:?}"),
+                format!("{tokens:#?}"),
+                format!("{issued:?}"),
+            ];
+            for shown in &shown {
+                for form in &forms {
+                    // Any 8 consecutive characters of a form would already be a leak.
+                    for window in form.as_bytes().windows(8) {
+                        let window = String::from_utf8_lossy(window);
+                        assert!(!shown.contains(window.as_ref()), "{shown:?} shows {form:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn debug_and_display_say_what_is_hidden() {
+        // Hiding is not printing nothing: a log line still tells a reader what was there.
+        let key = SigningKey::generate();
+        let token = service().issue("c", Uuid::new_v4()).unwrap().access_token;
+        assert_eq!(format!("{key:?}"), format!("SigningKey({}, <redacted>)", key.kid()));
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+        assert_eq!(format!("{token}"), "<redacted>");
+        let tokens = TokenService::new(&key, &[], Duration::from_secs(90));
+        assert!(format!("{tokens:?}").contains("ttl: 90s"), "{tokens:?}");
+    }
+
+    #[test]
+    fn the_lifetime_is_the_configured_one_even_when_huge() {
+        let tokens = TokenService::new(&SigningKey::generate(), &[], Duration::from_secs(90));
+        assert_eq!(tokens.ttl(), Duration::from_secs(90));
+        // A lifetime beyond i64 seconds is capped far in the future, never wrapped into
+        // the past or into "expires now".
+        let forever = TokenService::new(&SigningKey::generate(), &[], Duration::MAX);
+        let issued = forever.issue("c", Uuid::new_v4()).unwrap();
+        let claims = forever.verify(issued.access_token.expose()).unwrap();
+        assert!(
+            claims.exp - claims.iat > 1_000 * 365 * 24 * 3600,
+            "{claims:?}"
+        );
+    }
+
+    #[test]
+    fn debug_and_display_never_show_a_token() {
+        let token = service().issue("c", Uuid::new_v4()).unwrap();
+        let text = token.access_token.expose().to_owned();
+        let shown = format!(
+            "{:?} {:#?} {} {:?}",
+            token.access_token, token.access_token, token.access_token, token
+        );
+        // Not the whole token, and none of its three parts.
+        assert!(!shown.contains(&text));
+        for part in text.split('.') {
+            assert!(!shown.contains(part), "{shown}");
+        }
     }
 
     #[test]

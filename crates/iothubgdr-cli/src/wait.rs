@@ -80,9 +80,27 @@ pub async fn wait_for_import(
 
 type Interrupt = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
+/// The Ctrl-C listener of `mode`. The handler is installed here, not when the future is
+/// first polled, so once this returns a Ctrl-C cannot kill the process with the default
+/// action any more.
 fn interrupt_listener(mode: InterruptMode) -> Interrupt {
     match mode {
         InterruptMode::Ignore => Box::pin(std::future::pending()),
+        #[cfg(unix)]
+        InterruptMode::AskToCancel => {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::interrupt()) {
+                Ok(mut interrupt) => Box::pin(async move {
+                    interrupt.recv().await;
+                    Ok(())
+                }),
+                Err(err) => {
+                    eprintln!("warning: cannot handle Ctrl-C ({err})");
+                    Box::pin(std::future::pending())
+                }
+            }
+        }
+        #[cfg(not(unix))]
         InterruptMode::AskToCancel => Box::pin(tokio::signal::ctrl_c()),
     }
 }
@@ -97,6 +115,11 @@ pub async fn wait_for_import_with(
     let identity = format!("iothubgdr/{uuid}");
     let mut reporter = Reporter::new(options.progress, &identity);
     let mut interrupt = interrupt_listener(options.interrupt);
+    if options.interrupt == InterruptMode::AskToCancel {
+        // Printed once the handler is installed: a script (or a test) that waits for this
+        // line knows its Ctrl-C will be handled.
+        eprintln!("waiting for import {identity}; Ctrl-C to stop waiting");
+    }
     let mut outage_since: Option<Instant> = None;
     let mut cancelled_by_us = false;
     loop {

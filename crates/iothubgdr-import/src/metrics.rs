@@ -1,4 +1,8 @@
 //! The import figures served on `/metrics` beside the HTTP ones.
+//!
+//! Names are registered without the `iothubgdr_` prefix: the process registry adds it
+//! (`iothubgdr_api::new_registry`), so `devices_imported` is served as
+//! `iothubgdr_devices_imported_total`, the name the README lists.
 
 use std::sync::atomic::AtomicU64;
 
@@ -32,27 +36,27 @@ pub struct ImportMetrics {
 impl ImportMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "iothubgdr_imports_completed",
+            "imports_completed",
             "Imports that reached a final state, by state (finished, cancelled, failed)",
             self.imports_finished.clone(),
         );
         registry.register(
-            "iothubgdr_imports_running",
+            "imports_running",
             "Imports this process is running now",
             self.imports_running.clone(),
         );
         registry.register(
-            "iothubgdr_imports_pending",
+            "imports_pending",
             "Imports accepted by this process and waiting for a worker",
             self.imports_pending.clone(),
         );
         registry.register(
-            "iothubgdr_devices_imported",
+            "devices_imported",
             "Devices written as assets by imports",
             self.devices_imported.clone(),
         );
         registry.register(
-            "iothubgdr_iothub_requests",
+            "iothub_requests",
             "Requests to IoT Hubs by outcome, and whether the client retried after it",
             self.hub_requests.clone(),
         );

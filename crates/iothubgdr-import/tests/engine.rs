@@ -94,6 +94,9 @@ on_every_backend!(
     two_engines_importing_one_hub_leave_one_asset_per_device,
     the_queue_bound_refuses_and_records_nothing,
     a_long_import_outlives_many_leases,
+    an_import_outlives_several_leases_while_another_engine_reaps,
+    cancel_stops_a_running_import_and_another_tenant_cannot,
+    the_worker_pool_bounds_imports_of_all_tenants_together,
 );
 
 async fn emulator(devices: u64, faults: Faults) -> RunningEmulator {
@@ -629,4 +632,171 @@ async fn a_long_import_outlives_many_leases(db: TestDatabase) {
     let import = wait_done(&store, tenant, import.id).await;
     assert_eq!(import.status, ImportStatus::Finished, "{import:?}");
     assert_eq!(import.number_assets_imported, 3_000);
+}
+
+async fn an_import_outlives_several_leases_while_another_engine_reaps(db: TestDatabase) {
+    // 11 queries of 150 ms: about five leases of 300 ms. The owner's heartbeats (every
+    // lease/3) keep the import alive, and a second engine on the same store reaps every
+    // 100 ms: an owner whose heartbeats stopped would see its import failed as orphaned.
+    let hub = emulator(
+        1_000,
+        Faults {
+            latency: Duration::from_millis(150),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = db.open().await;
+    let lease = Duration::from_millis(300);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let owner = Engine::new(
+        db.open().await,
+        EngineConfig {
+            lease,
+            ..config(&hub, 2)
+        },
+        &mut registry,
+    );
+    owner.start().await.expect("start");
+    let reaper = Engine::new(
+        db.open().await,
+        EngineConfig {
+            lease,
+            ..config(&hub, 2)
+        },
+        &mut prometheus_client::registry::Registry::default(),
+    );
+    reaper.start().await.expect("start");
+    let tenant = new_tenant(&store).await;
+    let started = std::time::Instant::now();
+    let import = owner
+        .submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("submit");
+    let done = wait_done(&store, tenant, import.id).await;
+    assert!(
+        started.elapsed() > lease * 4,
+        "the import did not outlast several leases: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
+    assert_eq!(done.number_assets_imported, 1_000);
+    assert_eq!(asset_count(&store, tenant).await, 1_000);
+    owner.shutdown().await;
+    reaper.shutdown().await;
+}
+
+async fn cancel_stops_a_running_import_and_another_tenant_cannot(db: TestDatabase) {
+    let hub = emulator(
+        1_000,
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = db.open().await;
+    let engine = engine(&db, &hub, 2).await;
+    let tenant = new_tenant(&store).await;
+    let other = new_tenant(&store).await;
+    let import = engine
+        .submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("submit");
+    // Running, with a page written.
+    loop {
+        let now = store.import_get(tenant, import.id).await.unwrap().unwrap();
+        if now.number_assets_imported > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another tenant's cancel finds nothing and changes nothing.
+    assert!(engine
+        .cancel(other, import.id)
+        .await
+        .expect("cancel")
+        .is_none());
+    let still = store.import_get(tenant, import.id).await.unwrap().unwrap();
+    assert_eq!(still.status, ImportStatus::InProgress);
+
+    let cancelled = engine
+        .cancel(tenant, import.id)
+        .await
+        .expect("cancel")
+        .expect("the tenant's import");
+    assert_eq!(cancelled.status, ImportStatus::Cancelled);
+    // The job stops: after a few more query times, nothing more was written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = store.import_get(tenant, import.id).await.unwrap().unwrap();
+    assert_eq!(later.status, ImportStatus::Cancelled);
+    assert!(later.number_assets_imported < 1_000, "{later:?}");
+    assert_eq!(
+        later.number_assets_imported,
+        asset_count(&store, tenant).await
+    );
+    engine.shutdown().await;
+}
+
+async fn the_worker_pool_bounds_imports_of_all_tenants_together(db: TestDatabase) {
+    let hub = emulator(
+        300,
+        Faults {
+            latency: Duration::from_millis(40),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = db.open().await;
+    let workers = 2;
+    let mut registry = prometheus_client::registry::Registry::default();
+    // One tenant allowed more than the pool: only the pool bounds it.
+    let config = EngineConfig {
+        workers,
+        ..config(&hub, 4)
+    };
+    let worker_id = config.worker_id;
+    let engine = Engine::new(db.open().await, config, &mut registry);
+    assert_eq!(engine.worker_id(), worker_id);
+    engine.start().await.expect("start");
+    let tenant = new_tenant(&store).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let import = engine
+            .submit(tenant, request(hub.iothub_connection_string()))
+            .await
+            .expect("submit");
+        ids.push(import.id);
+    }
+    let mut max_running = 0;
+    loop {
+        // One query, so the statuses are one consistent snapshot.
+        let page = store
+            .import_list(
+                tenant,
+                PageRequest {
+                    page_size: 10,
+                    before_seq: None,
+                },
+            )
+            .await
+            .expect("list");
+        let running = page
+            .items
+            .iter()
+            .filter(|import| import.status == ImportStatus::InProgress)
+            .count();
+        max_running = max_running.max(running);
+        if page.items.iter().all(|import| import.status.is_done()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(max_running, workers, "imports running at once");
+    for id in &ids {
+        let import = wait_done(&store, tenant, *id).await;
+        assert_eq!(import.status, ImportStatus::Finished);
+        assert_eq!(import.number_assets_imported, 300);
+    }
+    engine.shutdown().await;
 }

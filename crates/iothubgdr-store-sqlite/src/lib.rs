@@ -8,7 +8,7 @@
 
 mod rows;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,6 +47,36 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The file the pool opened; `None` for an in-memory database.
+    file: Option<OpenedFile>,
+}
+
+/// A database file and its identity when it was opened. Open connections keep working on a
+/// file that was deleted or replaced, writing where nobody will read again: readiness
+/// checks that the path still names the same file.
+#[derive(Debug, Clone)]
+struct OpenedFile {
+    path: PathBuf,
+    identity: FileIdentity,
+}
+
+#[cfg(unix)]
+type FileIdentity = (u64, u64);
+#[cfg(not(unix))]
+type FileIdentity = ();
+
+fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
+    let metadata = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -63,8 +93,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let file = options.get_filename().to_owned();
-        create_parent_dir(&file)?;
+        let path = options.get_filename().to_path_buf();
+        create_parent_dir(&path)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -77,8 +107,11 @@ impl SqliteStore {
                 context: "SQLite migration failed".into(),
                 source: Some(Box::new(err)),
             })?;
-        restrict_database_files(&file)?;
-        Ok(Self { pool })
+        restrict_database_files(&path)?;
+        let file = file_identity(&path)
+            .ok()
+            .map(|identity| OpenedFile { path, identity });
+        Ok(Self { pool, file })
     }
 
     /// The underlying pool, for tests and tools that need raw access.
@@ -230,6 +263,26 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        if let Some(file) = &self.file {
+            match file_identity(&file.path) {
+                Ok(identity) if identity == file.identity => {}
+                Ok(_) => {
+                    return Err(StoreError::Backend {
+                        context: format!(
+                            "the database file {} was replaced since it was opened",
+                            file.path.display()
+                        ),
+                        source: None,
+                    })
+                }
+                Err(err) => {
+                    return Err(StoreError::Backend {
+                        context: format!("the database file {} is gone", file.path.display()),
+                        source: Some(Box::new(err)),
+                    })
+                }
+            }
+        }
         Ok(())
     }
 

@@ -488,44 +488,81 @@ pub async fn bind(listen: SocketAddr, tls: bool) -> anyhow::Result<TcpListener> 
     Ok(listener)
 }
 
-/// Serves `app` until SIGINT or SIGTERM, then lets requests in flight finish.
+/// Serves `app` until `shutdown` resolves (see [`ShutdownSignal`]), then lets requests in
+/// flight finish.
 pub async fn serve_until_shutdown(
     listener: TcpListener,
     app: iothubgdr_api::Router,
     options: ServeOptions,
+    shutdown: ShutdownSignal,
 ) -> anyhow::Result<()> {
-    iothubgdr_api::server::serve(listener, app, options, shutdown_signal())
+    iothubgdr_api::server::serve(listener, app, options, shutdown.received())
         .await
         .context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT (Ctrl-C) and SIGTERM, handled from the moment this value exists.
+///
+/// Tokio installs a signal handler only when a signal stream is created: created lazily
+/// (inside the serving future), a signal sent just after `listening on` was printed could
+/// still kill the process with the default action. `serve` installs this before it binds,
+/// so its first stdout line also says "signals are handled now", which scripts and tests wait
+/// for before they send one.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn received(self) {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
             }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(err) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %err, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("Ctrl-C received, shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM; handlers are installed at the call.
+pub async fn shutdown_signal() {
+    match ShutdownSignal::install() {
+        Ok(signals) => signals.received().await,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for signals");
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -559,8 +596,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .with_engine(engine.clone());
     let options = args.http.serve_options()?;
+    // Before `bind` prints `listening on`: from that line on, SIGINT/SIGTERM are handled.
+    let signals = ShutdownSignal::install()?;
     let listener = bind(args.http.listen, options.tls.is_some()).await?;
-    let served = serve_until_shutdown(listener, iothubgdr_api::router(state), options).await;
+    let served =
+        serve_until_shutdown(listener, iothubgdr_api::router(state), options, signals).await;
     // Imports still running can never finish once this process is gone: record that now
     // rather than leaving them to another server's reaper.
     engine.shutdown().await;

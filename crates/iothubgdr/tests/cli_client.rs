@@ -495,7 +495,31 @@ fn ctrl_c_without_a_terminal_cancels_the_awaited_import_with_exit_code_7() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the import runs (its first progress line), then interrupt the client.
+    // Its stderr, line by line as written; the whole text once the pipe closes.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let child_stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(child_stderr).lines() {
+            let Ok(line) = line else { break };
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    // The client says when its Ctrl-C handler is installed: wait for that line, then for
+    // the import to run, then interrupt the client.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the client never said it handles Ctrl-C");
+        if line.contains("Ctrl-C to stop waiting") {
+            break;
+        }
+    }
     let started = Instant::now();
     let identity = loop {
         let list = setup
@@ -514,8 +538,6 @@ fn ctrl_c_without_a_terminal_cancels_the_awaited_import_with_exit_code_7() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    // Give the client time to install its Ctrl-C handler (it does before its first poll).
-    std::thread::sleep(Duration::from_millis(500));
     let sent = StdCommand::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -529,7 +551,9 @@ fn ctrl_c_without_a_terminal_cancels_the_awaited_import_with_exit_code_7() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = child.wait_with_output().unwrap();
+    let mut output = child.wait_with_output().unwrap();
+    // Exited and its stderr closed: the reader has all of it.
+    output.stderr = stderr_reader.join().unwrap().into_bytes();
     assert_eq!(code(&output), EXIT_IMPORT_CANCELLED, "{}", text(&output));
     assert!(
         stderr(&output).contains("cancelling import"),

@@ -6,6 +6,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use common::TestServer;
 use iothubgdr_auth::{SigningKey, TokenService};
 use reqwest::StatusCode;
@@ -41,17 +43,43 @@ async fn get(server: &TestServer, token: &str, path: &str) -> reqwest::Response 
         .unwrap()
 }
 
-/// A key-holder's view: the signing key read from the server's database.
-async fn forger(server: &TestServer) -> TokenService {
+/// The server's signing key, read from its database.
+async fn server_key(server: &TestServer) -> SigningKey {
     let store = common::open_store(server.database_url()).await;
     let stored = store
         .signing_keys()
         .await
         .unwrap()
-        .pop()
+        .into_iter()
+        .rev()
+        .find(|key| key.retired_at.is_none())
         .expect("a signing key");
-    let key = SigningKey::new(stored.kid.clone(), stored.key.clone()).unwrap();
-    TokenService::new(&key, &[], Duration::from_secs(60))
+    SigningKey::new(stored.kid, stored.key).unwrap()
+}
+
+/// A key-holder's view: a token service with the server's key.
+async fn forger(server: &TestServer) -> TokenService {
+    TokenService::new(&server_key(server).await, &[], Duration::from_secs(60))
+}
+
+/// A JWT built by hand: base64url header and claims, and an HMAC-SHA256 signature with
+/// `key` or an empty one.
+fn hand_built(header: &str, claims: &str, key: Option<&[u8]>) -> String {
+    use hmac::{Hmac, Mac};
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature = match key {
+        Some(key) => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(signed.as_bytes());
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        }
+        None => String::new(),
+    };
+    format!("{signed}.{signature}")
 }
 
 #[tokio::test]
@@ -144,23 +172,48 @@ async fn token_issue_and_every_rejection() {
     )
     .await;
 
-    // `alg: none` with the real claims and no signature.
-    let payload = token.split('.').nth(1).unwrap();
-    let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
-    for unsigned in [
-        format!("{none_header}.{payload}."),
-        format!("{none_header}.{payload}"),
+    // Tokens built by hand (no JWT library: it could not even write `alg: none`) from the
+    // claims of the real token. The control, signed by hand with the server's key, is
+    // accepted: each refusal after it is about the signature or the algorithm alone.
+    let key = server_key(&server).await;
+    let claims = URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    let claims = String::from_utf8(claims).unwrap();
+    // Headers name the server's key id, so each refusal is about the algorithm or the
+    // signature, not an unknown key.
+    let hs256 = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, key.kid());
+    let hs256 = hs256.as_str();
+    let none = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid());
+    let none = none.as_str();
+    let control = hand_built(hs256, &claims, Some(key.as_bytes()));
+    assert_eq!(get(&server, &control, locations).await.status(), 200);
+    let stranger_key = SigningKey::generate();
+    for (what, forged) in [
+        ("alg none, empty signature", hand_built(none, &claims, None)),
+        (
+            "alg none, no signature part",
+            hand_built(none, &claims, None)
+                .trim_end_matches('.')
+                .to_owned(),
+        ),
+        (
+            "alg none, the key's signature",
+            hand_built(none, &claims, Some(key.as_bytes())),
+        ),
+        ("HS256, empty signature", hand_built(hs256, &claims, None)),
+        (
+            "HS256, signed with another key",
+            hand_built(hs256, &claims, Some(stranger_key.as_bytes())),
+        ),
     ] {
-        runtime_error(
-            get(&server, &unsigned, locations).await,
-            StatusCode::UNAUTHORIZED,
-            16,
-        )
-        .await;
+        let answer = get(&server, &forged, locations).await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{what}");
+        runtime_error(answer, StatusCode::UNAUTHORIZED, 16).await;
     }
 
-    // Signed with another key.
-    let stranger = TokenService::new(&SigningKey::generate(), &[], Duration::from_secs(60));
+    // Signed with another key by the library, with this app's real client id and tenant.
+    let stranger = TokenService::new(&stranger_key, &[], Duration::from_secs(60));
     let foreign = stranger.issue(&app.client_id, app.tenant_id()).unwrap();
     runtime_error(
         get(&server, foreign.access_token.expose(), locations).await,

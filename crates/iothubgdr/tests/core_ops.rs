@@ -59,6 +59,48 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn readiness_is_503_while_the_database_is_gone() {
+    // The database disappears by moving its file; a shared PostgreSQL test server cannot be
+    // taken away from one test (there a gone server already fails the ping's `SELECT 1`).
+    if common::backend() != "sqlite" {
+        println!("SKIPPED readiness_is_503_while_the_database_is_gone: moves a SQLite file");
+        eprintln!("SKIPPED readiness_is_503_while_the_database_is_gone: moves a SQLite file");
+        return;
+    }
+    let server = TestServer::start();
+    let client = server.client();
+    let ready = |client: reqwest::Client| {
+        let url = server.url_of("/readyz");
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(ready(client.clone()).await.status(), 200);
+    let file = server
+        .database_url()
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from)
+        .expect("a SQLite test server");
+    let moved = file.with_extension("moved");
+    std::fs::rename(&file, &moved).unwrap();
+
+    let answer = ready(client.clone()).await;
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], json!(14), "{body}");
+    assert!(
+        !body["message"].as_str().unwrap().contains("iothubgdr.db"),
+        "the answer names no path: {body}"
+    );
+    // The process itself is alive.
+    let health = client.get(server.url_of("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // The same file back: ready again.
+    std::fs::rename(&moved, &file).unwrap();
+    assert_eq!(ready(client).await.status(), 200);
+}
+
+#[tokio::test]
 async fn apps_list_and_delete_never_show_secrets() {
     let server = TestServer::start();
     let first = server.create_test_app("acme");
@@ -223,4 +265,26 @@ async fn json_logs_flags_from_env_and_graceful_sigterm() {
         .any(|line| line["message"] == "SIGTERM received, shutting down"));
     assert!(!logs.contains(app["client_secret"].as_str().unwrap()));
     assert!(!logs.contains(answer["access_token"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn ctrl_c_right_after_the_ready_line_stops_the_server_cleanly() {
+    // The first stdout line is printed only once SIGINT/SIGTERM are handled, so a signal
+    // sent the moment it appears is handled, never the default "die at once".
+    for signal in ["INT", "TERM"] {
+        let mut server = TestServer::start();
+        let status = if signal == "INT" {
+            server.interrupt()
+        } else {
+            server.terminate()
+        };
+        assert!(status.success(), "SIG{signal}: {status}");
+        // `interrupt`/`terminate` return once the pipes closed: the last line is there.
+        let logs = server.logs();
+        assert!(
+            logs.contains(&format!("SIG{signal} received, shutting down")),
+            "{logs}"
+        );
+        assert!(logs.contains("stopped"), "{logs}");
+    }
 }

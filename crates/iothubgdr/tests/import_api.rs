@@ -158,10 +158,20 @@ impl Api {
 
     /// Assets of this tenant imported from `host` (X-Total-Count of the filtered list).
     async fn assets_of(&self, host: &str) -> u64 {
+        self.count_assets(&format!("&attributes.iothub_hub={host}"))
+            .await
+    }
+
+    /// Every asset of this tenant, whichever hub it came from.
+    async fn assets_of_any_hub(&self) -> u64 {
+        self.count_assets("").await
+    }
+
+    async fn count_assets(&self, filter: &str) -> u64 {
         let answer = self
             .http
             .get(format!(
-                "{}/archivist/v2/assets?page_size=1&attributes.iothub_hub={host}",
+                "{}/archivist/v2/assets?page_size=1{filter}",
                 self.url
             ))
             .bearer_auth(&self.token)
@@ -193,8 +203,85 @@ fn imported(operation: &Value) -> u64 {
         .expect("count")
 }
 
+/// A Prometheus/OpenMetrics text exposition, parsed.
+struct Exposition {
+    /// The name of every series as a client queries it: counters with `_total`, histograms
+    /// by their family name.
+    names: std::collections::BTreeSet<String>,
+    /// Every sample line: `name{labels}` → value.
+    samples: std::collections::BTreeMap<String, f64>,
+}
+
+impl Exposition {
+    fn parse(text: &str) -> Self {
+        let mut names = std::collections::BTreeSet::new();
+        let mut families = Vec::new();
+        let mut samples = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if let Some(declared) = line.strip_prefix("# TYPE ") {
+                let mut parts = declared.split(' ');
+                let family = parts.next().expect("family").to_owned();
+                let kind = parts.next().expect("type");
+                let name = match kind {
+                    "counter" => format!("{family}_total"),
+                    _ => family.clone(),
+                };
+                names.insert(name);
+                families.push((family, kind.to_owned()));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let (series, value) = line.rsplit_once(' ').expect("sample line");
+                let name = series.split('{').next().expect("name");
+                assert!(
+                    families.iter().any(|(family, kind)| match kind.as_str() {
+                        "counter" => name == format!("{family}_total") || name == format!("{family}_created"),
+                        "histogram" => ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|suffix| name == format!("{family}{suffix}")),
+                        _ => name == family,
+                    }),
+                    "sample {line:?} belongs to no declared metric"
+                );
+                samples.insert(series.to_owned(), value.parse().expect("sample value"));
+            }
+        }
+        Self { names, samples }
+    }
+
+    fn value(&self, series: &str) -> Option<f64> {
+        self.samples.get(series).copied()
+    }
+}
+
+/// The metric names the README's "Operating it" section lists for `GET /metrics`.
+fn readme_metric_names() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find("- `GET /metrics`")
+        .expect("the README's /metrics item");
+    let item = &readme[start..];
+    // The item runs until the next bullet.
+    let item = &item[..item[2..].find("\n- ").map_or(item.len(), |end| end + 2)];
+    let names: std::collections::BTreeSet<String> = item
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|code| code.starts_with("iothubgdr_"))
+        .map(|code| code.split('{').next().expect("name").to_owned())
+        .collect();
+    assert!(names.len() >= 5, "{names:?}");
+    names
+}
+
 async fn emulator(devices: u64, faults: Faults) -> RunningEmulator {
+    named_emulator("emulated-hub", devices, faults).await
+}
+
+/// An emulator whose host is `<hub_name>.azure-devices.net`: tests that share a database
+/// give each hub its own name so each counts only its own assets.
+async fn named_emulator(hub_name: &str, devices: u64, faults: Faults) -> RunningEmulator {
     iothub_emulator::start(EmulatorConfig {
+        hub_name: hub_name.to_owned(),
         devices,
         faults,
         ..EmulatorConfig::default()
@@ -244,7 +331,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
     let seen = Seen::default();
     for devices in [0u64, 1, 2_500] {
         let hub = emulator(devices, Faults::default()).await;
-        let (_files, server) = start_server(&hub, &[]);
+        let (_files, mut server) = start_server(&hub, &[]);
         let api = Api::new(&server, "acme", &seen).await;
         let (status, location) = api
             .call(
@@ -322,7 +409,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
             operations[0]["identity"], second["identity"],
             "newest first"
         );
-        seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+        seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
         hub.shutdown().await;
     }
 }
@@ -331,7 +418,7 @@ async fn imports_every_device_exactly_once_in_both_connection_string_forms() {
 async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
     let seen = Seen::default();
     let hub = slow_emulator(2_500, Duration::from_millis(60)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -358,7 +445,7 @@ async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
         seen_counts.windows(2).all(|w| w[0] <= w[1]),
         "{seen_counts:?}"
     );
-    let metrics = server
+    let exposition = server
         .client()
         .get(server.url_of("/metrics"))
         .send()
@@ -367,26 +454,36 @@ async fn progress_grows_mid_import_and_always_equals_the_assets_written() {
         .text()
         .await
         .expect("text");
-    assert!(
-        metrics.contains("iothubgdr_devices_imported_total 2500"),
-        "{metrics}"
+    let metrics = Exposition::parse(&exposition);
+    assert_eq!(
+        metrics.names,
+        readme_metric_names(),
+        "metric names served vs. listed in README.md"
     );
-    assert!(
-        metrics.contains("iothubgdr_imports_completed_total{state=\"finished\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        metrics.value("iothubgdr_devices_imported_total"),
+        Some(2_500.0),
+        "{exposition}"
     );
-    assert!(
-        metrics.contains("iothubgdr_iothub_requests_total{outcome=\"ok\""),
-        "{metrics}"
+    assert_eq!(
+        metrics.value(r#"iothubgdr_imports_completed_total{state="finished"}"#),
+        Some(1.0),
+        "{exposition}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    // One count query and 25 pages of 100, none retried.
+    assert_eq!(
+        metrics.value(r#"iothubgdr_iothub_requests_total{outcome="ok",retried="false"}"#),
+        Some(26.0),
+        "{exposition}"
+    );
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let seen = Seen::default();
     let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -410,14 +507,14 @@ async fn cancel_mid_import_stops_within_a_page_and_keeps_what_was_written() {
     let (status, again) = api.call(Method::POST, &path, None).await;
     assert_eq!(status, 200);
     assert_eq!(again, later);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
     let seen = Seen::default();
     let hub = slow_emulator(1_000, Duration::from_millis(50)).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -443,7 +540,7 @@ async fn delete_mid_import_hides_it_but_the_job_runs_to_the_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(api.assets_of(&hub.host_name()).await, 1_000);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,7 +557,7 @@ async fn throttling_server_errors_and_dropped_connections_still_give_the_exact_c
         },
     )
     .await;
-    let (_files, server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
+    let (_files, mut server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
     let api = Api::new(&server, "acme", &seen).await;
     let operation = api
         .start_import(&hub.iothub_connection_string(), None)
@@ -474,7 +571,7 @@ async fn throttling_server_errors_and_dropped_connections_still_give_the_exact_c
         stats.throttled > 0 && stats.server_errors > 0 && stats.dropped > 0,
         "{stats:?}"
     );
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,7 +583,7 @@ async fn bad_secrets_wrong_keys_and_unreachable_hubs_end_in_a_clear_error() {
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let nowhere = format!("unreachable-hub.azure-devices.net=127.0.0.1:{port}");
-    let (_files, server) = start_server(
+    let (_files, mut server) = start_server(
         &hub,
         &["--iothub-retry-budget", "2s", "--iothub-resolve", &nowhere],
     );
@@ -533,14 +630,14 @@ async fn bad_secrets_wrong_keys_and_unreachable_hubs_end_in_a_clear_error() {
     let message = done["error"]["error_message"].as_str().expect("message");
     assert!(message.contains("could not connect"), "{message}");
     assert_eq!(api.assets_of(&hub.host_name()).await, 0);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
     let seen = Seen::default();
     let hub = emulator(5, Faults::default()).await;
-    let (_files, server) = start_server(&hub, &[]);
+    let (_files, mut server) = start_server(&hub, &[]);
     let api = Api::new(&server, "acme", &seen).await;
     let other = Api::new(&server, "globex", &seen).await;
     let secret = hub.iothub_connection_string();
@@ -641,7 +738,7 @@ async fn bad_requests_change_nothing_and_tenants_see_only_their_own() {
         )
         .await;
     assert_eq!(status, 404);
-    seen.assert_no_leak(&server.logs(), &[server.dir()], &[server.database_url()]);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,30 +778,39 @@ async fn paging_through_imports_sees_each_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
     let seen = Seen::default();
-    let hub = slow_emulator(2_500, Duration::from_millis(80)).await;
-    let files = tempfile::tempdir().expect("dir");
     let data = tempfile::tempdir().expect("data");
     let database = common::fresh_database_url(data.path());
-    let args = hub_args(&hub, files.path(), &["--import-lease", "1s"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    for graceful in [true, false] {
+    // Each round has its own hub and tenant on the same database, so each checks its own
+    // import against its own assets.
+    for (graceful, name) in [(true, "sigterm"), (false, "sigkill")] {
+        let hub = named_emulator(
+            &format!("{name}-hub"),
+            2_500,
+            Faults {
+                latency: Duration::from_millis(80),
+                ..Faults::default()
+            },
+        )
+        .await;
+        let files = tempfile::tempdir().expect("dir");
+        let args = hub_args(&hub, files.path(), &["--import-lease", "1s"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut first =
             TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
-        let api = Api::new(&first, "acme", &seen).await;
+        let api = Api::new(&first, &format!("{name}-tenant"), &seen).await;
         let operation = api
             .start_import(&hub.iothub_connection_string(), None)
             .await;
         api.wait_first_page(&operation).await;
-        let logs = if graceful {
+        if graceful {
             assert!(first.terminate().success());
-            first.logs()
         } else {
-            let logs = first.logs();
-            drop(first); // SIGKILL: nothing is recorded on the way out.
-            logs
-        };
-        let second =
+            // SIGKILL: nothing is recorded on the way out; another process's reaper must
+            // notice the silence.
+            assert!(!first.kill().success());
+        }
+        let mut second =
             TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
         let api = Api {
             url: second.url().to_owned(),
@@ -715,15 +821,144 @@ async fn a_restart_mid_import_leaves_it_done_with_the_restart_error() {
         assert!(message.contains("restarted"), "{message}");
         assert!(imported(&done) > 0 && imported(&done) < 2_500, "{done}");
         assert_eq!(imported(&done), api.assets_of(&hub.host_name()).await);
-        seen.assert_no_leak(
-            &format!("{logs}{}", second.logs()),
-            &[data.path()],
-            &[&database],
-        );
-        // Start from a clean registry for the second round.
-        if graceful {
-            let (_, list) = api.call(Method::GET, "/archivist/v2/iothubgdr", None).await;
-            assert_eq!(list["operations"].as_array().expect("ops").len(), 1);
-        }
+        // This round's tenant has this round's import only, and no asset of another hub.
+        let (_, list) = api.call(Method::GET, "/archivist/v2/iothubgdr", None).await;
+        let listed = list["operations"].as_array().expect("ops");
+        assert_eq!(listed.len(), 1, "{list}");
+        assert_eq!(listed[0]["identity"], operation["identity"]);
+        let all = api.assets_of_any_hub().await;
+        assert_eq!(all, imported(&done), "assets of this tenant");
+        // `first` has exited and its pipes closed: its logs are complete.
+        let logs = format!("{}{}", first.logs(), second.stop());
+        seen.assert_no_leak(&logs, &[data.path()], &[&database]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_cannot_see_cancel_or_delete_a_running_import() {
+    let seen = Seen::default();
+    let hub = slow_emulator(2_500, Duration::from_millis(60)).await;
+    let (_files, mut server) = start_server(&hub, &[]);
+    let api = Api::new(&server, "acme", &seen).await;
+    let other = Api::new(&server, "globex", &seen).await;
+    let operation = api
+        .start_import(&hub.iothub_connection_string(), None)
+        .await;
+    api.wait_first_page(&operation).await;
+    let path = format!("/archivist/v2/{}", identity(&operation));
+    for (method, path) in [
+        (Method::GET, path.clone()),
+        (Method::POST, format!("{path}:cancel")),
+        (Method::DELETE, path.clone()),
+    ] {
+        let (status, error) = other.call(method.clone(), &path, None).await;
+        assert_eq!(status, 404, "{method} {path}: {error}");
+        assert_eq!(error["code"], json!(5));
+        // Still running, still listed, for its own tenant.
+        let (status, now) = api.get(&operation).await;
+        assert_eq!(status, 200, "after {method} by another tenant: {now}");
+        assert_eq!(
+            now["result"]["status"], "STATUS_INPROGRESS",
+            "after {method} by another tenant: {now}"
+        );
+    }
+    let (_, theirs) = other
+        .call(Method::GET, "/archivist/v2/iothubgdr", None)
+        .await;
+    assert_eq!(theirs["operations"], json!([]));
+    let (_, ours) = api.call(Method::GET, "/archivist/v2/iothubgdr", None).await;
+    assert_eq!(ours["operations"].as_array().expect("ops").len(), 1);
+    let done = api.wait_done(&operation).await;
+    assert_eq!(done["result"]["status"], "STATUS_FINISHED", "{done}");
+    assert_eq!(imported(&done), 2_500);
+    assert_eq!(api.assets_of(&hub.host_name()).await, 2_500);
+    assert_eq!(other.assets_of(&hub.host_name()).await, 0);
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_longer_than_several_leases_finishes_while_another_process_reaps() {
+    // 26 queries of 200 ms: over 5 s, five leases of 1 s. Heartbeats (every lease/3) keep
+    // the import alive; a second process on the same database reaps every 1/3 s, so an
+    // import whose owner stopped sending heartbeats would be failed as orphaned.
+    let seen = Seen::default();
+    let hub = slow_emulator(2_500, Duration::from_millis(200)).await;
+    let files = tempfile::tempdir().expect("dir");
+    let data = tempfile::tempdir().expect("data");
+    let database = common::fresh_database_url(data.path());
+    let args = hub_args(&hub, files.path(), &["--import-lease", "1s"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut owner =
+        TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
+    let mut reaper =
+        TestServer::start_on(tempfile::tempdir().expect("dir"), database.clone(), &args);
+    let api = Api::new(&owner, "acme", &seen).await;
+    let started = Instant::now();
+    let operation = api
+        .start_import(&hub.iothub_connection_string(), None)
+        .await;
+    let done = api.wait_done(&operation).await;
+    assert_eq!(done["result"]["status"], "STATUS_FINISHED", "{done}");
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the import did not outlast several leases: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(imported(&done), 2_500);
+    assert_eq!(api.assets_of(&hub.host_name()).await, 2_500);
+    let logs = format!("{}{}", owner.stop(), reaper.stop());
+    seen.assert_no_leak(&logs, &[data.path()], &[&database]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_lost_after_the_hub_moved_on_are_retried_with_the_exact_count() {
+    let seen = Seen::default();
+    let hub = emulator(
+        2_500,
+        Faults {
+            lost_answer_rate: 0.25,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let (_files, mut server) = start_server(&hub, &["--iothub-retry-budget", "60s"]);
+    let api = Api::new(&server, "acme", &seen).await;
+    let operation = api
+        .start_import(&hub.iothub_connection_string(), None)
+        .await;
+    let done = api.wait_done(&operation).await;
+    assert_eq!(done["result"]["status"], "STATUS_FINISHED", "{done}");
+    assert_eq!(imported(&done), 2_500);
+    assert_eq!(done["result"]["number_devices_total"], json!(2_500));
+    assert_eq!(api.assets_of(&hub.host_name()).await, 2_500);
+    let stats = hub.stats();
+    assert!(stats.lost_answers > 0, "{stats:?}");
+    // The hub answered every query it handled, the lost ones included; the client saw each
+    // lost answer as a network failure and asked again.
+    let exposition = server
+        .client()
+        .get(server.url_of("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let metrics = Exposition::parse(&exposition);
+    let seen_ok = metrics
+        .value(r#"iothubgdr_iothub_requests_total{outcome="ok",retried="false"}"#)
+        .expect("ok requests");
+    let seen_lost = metrics
+        .value(r#"iothubgdr_iothub_requests_total{outcome="network",retried="true"}"#)
+        .expect("lost answers seen by the client");
+    assert_eq!(seen_ok, 26.0, "one count query and 25 pages: {exposition}");
+    assert_eq!(seen_lost, stats.lost_answers as f64, "{exposition}");
+    assert_eq!(stats.queries_served, 26 + stats.lost_answers, "{stats:?}");
+    // Every twin once, plus the pages whose answers were lost (a lost count has no twins).
+    let twins_lost = stats.twins_served - 2_500;
+    assert!(
+        twins_lost % 100 == 0 && twins_lost <= 100 * stats.lost_answers,
+        "{stats:?}"
+    );
+    seen.assert_no_leak(&server.stop(), &[server.dir()], &[server.database_url()]);
 }

@@ -832,3 +832,171 @@ async fn the_documented_status_enum_is_what_the_server_emits() {
         "statuses the handler names vs. documented"
     );
 }
+
+/// Paths served for browsers, not part of the API: the document leaves them out on purpose.
+const NON_API_PREFIXES: &[&str] = &["/console"];
+
+/// Every `(path, method)` the router serves, read from the router's source: each
+/// `.route("<path>", get(..).post(..))` of the API crate and the binary. A mount the reader
+/// does not understand (`nest`, `route_service`, `nest_service`, a path that is no literal)
+/// fails the test instead of being skipped, unless it is under a [`NON_API_PREFIXES`] path.
+fn served_routes() -> BTreeSet<(String, String)> {
+    fn sources(dir: &std::path::Path, found: &mut Vec<(std::path::PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).expect("read source dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                found.push((path, text));
+            }
+        }
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut files = Vec::new();
+    for dir in ["iothubgdr-api/src", "iothubgdr/src"] {
+        sources(&std::path::Path::new(root).join(dir), &mut files);
+    }
+    let mut routes = BTreeSet::new();
+    for (file, text) in &files {
+        // Code after `#[cfg(test)]` builds test routers, not the served one.
+        let text = text.split("#[cfg(test)]").next().expect("text");
+        for mount in [".nest(", ".nest_service(", ".route_service("] {
+            for (at, _) in text.match_indices(mount) {
+                let rest = text[at + mount.len()..].trim_start();
+                let literal = rest.strip_prefix('"').and_then(|r| r.split('"').next());
+                assert!(
+                    literal.is_some_and(|path| {
+                        NON_API_PREFIXES
+                            .iter()
+                            .any(|prefix| path.starts_with(prefix))
+                    }),
+                    "{}: a mount this test cannot read: {}",
+                    file.display(),
+                    &rest[..rest.len().min(80)]
+                );
+            }
+        }
+        for (at, _) in text.match_indices(".route(") {
+            let rest = text[at + ".route(".len()..].trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                panic!(
+                    "{}: a route whose path is no literal: {}",
+                    file.display(),
+                    &rest[..rest.len().min(80)]
+                );
+            };
+            let (path, rest) = rest.split_once('"').expect("closing quote");
+            // The method router runs to the parenthesis that closes `.route(`.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("end of .route(");
+            let methods = &rest[..end];
+            if NON_API_PREFIXES
+                .iter()
+                .any(|prefix| path.starts_with(prefix))
+            {
+                continue;
+            }
+            let mut any = false;
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let calls = [
+                    format!(" {method}("),
+                    format!(".{method}("),
+                    format!(",{method}("),
+                ];
+                if calls.iter().any(|call| methods.contains(call.as_str()))
+                    || methods.trim_start().starts_with(&format!("{method}("))
+                {
+                    routes.insert((path.to_owned(), method.to_owned()));
+                    any = true;
+                }
+            }
+            assert!(
+                any,
+                "{}: no method read for {path}: {methods}",
+                file.display()
+            );
+        }
+    }
+    routes
+}
+
+/// `{id}`, `{uuid}` … → `{}`; a custom verb after a parameter (`{uuid}:cancel`) is the same
+/// axum route as the parameter alone, told apart by method.
+fn route_shape(path: &str) -> String {
+    let mut shape = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                shape.push_str("{}");
+            }
+            '}' => in_param = false,
+            _ if !in_param => shape.push(c),
+            _ => {}
+        }
+    }
+    match shape.rsplit_once("{}:") {
+        Some((head, verb)) if verb.chars().all(|c| c.is_ascii_lowercase()) => format!("{head}{{}}"),
+        _ => shape,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_the_router_serves_is_documented() {
+    let served = served_routes();
+    // The reader found the routes everyone knows about: it reads the source it should.
+    for known in [
+        ("/archivist/v2/iothubgdr", "post"),
+        ("/archivist/v2/iothubgdr/{id}", "delete"),
+        ("/archivist/iam/v1/appidp/token", "post"),
+        ("/readyz", "get"),
+    ] {
+        assert!(
+            served.contains(&(known.0.to_owned(), known.1.to_owned())),
+            "{known:?} not read from the router: {served:?}"
+        );
+    }
+    let server = TestServer::start();
+    let client = Client {
+        server_url: server.url().to_owned(),
+        http: server.client(),
+    };
+    let spec = fetch_spec(&client).await;
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .map(|(path, method)| (route_shape(&path), method))
+        .collect();
+    let mut undocumented = Vec::new();
+    for (path, method) in &served {
+        // Served for real: not the router's 404 or 405 (an unknown id, no token, no body
+        // are all fine here).
+        let concrete = route_shape(path).replace("{}", "00000000-0000-4000-8000-000000000000");
+        let answer = client.send(method, &concrete, None, &[], Body::None).await;
+        assert_ne!(answer.status, 405, "{method} {path}: {}", answer.text);
+        assert_ne!(
+            answer.json["message"], "no such route",
+            "{method} {path} is not served"
+        );
+        if !documented.contains(&(route_shape(path), method.clone())) {
+            undocumented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "served but not in the OpenAPI document: {undocumented:?}"
+    );
+}

@@ -29,6 +29,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -67,6 +68,8 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     logs: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The threads reading stderr and stdout: they end when the process's pipes close.
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -99,13 +102,13 @@ impl TestServer {
 
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
-        collect(stderr, logs.clone());
+        let stderr_reader = collect(stderr, logs.clone());
 
         let stdout = Arc::new(Mutex::new(String::new()));
         let (first_line_tx, first_line_rx) = mpsc::channel();
         let child_stdout = child.stdout.take().expect("stdout");
         let rest = stdout.clone();
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(child_stdout);
             let mut first = String::new();
             let _ = reader.read_line(&mut first);
@@ -117,7 +120,7 @@ impl TestServer {
         let first = match first_line_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => line,
             Err(_) => {
-                let _ = child.kill();
+                abandon(&mut child, stderr_reader);
                 panic!("server did not start; logs:\n{}", logs.lock().unwrap());
             }
         };
@@ -126,8 +129,7 @@ impl TestServer {
             .strip_prefix("listening on ")
             .map(str::to_owned)
         else {
-            let _ = child.kill();
-            std::thread::sleep(Duration::from_millis(200));
+            abandon(&mut child, stderr_reader);
             panic!(
                 "unexpected first stdout line {first:?}; logs:\n{}",
                 logs.lock().unwrap()
@@ -140,6 +142,7 @@ impl TestServer {
             dir,
             logs,
             stdout,
+            readers: vec![stderr_reader, stdout_reader],
         }
     }
 
@@ -261,31 +264,61 @@ impl TestServer {
         self.token(&client_id, &secret).await
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
+    /// Stops the server gracefully and returns everything it wrote to stderr: for checks
+    /// that must see the whole log (no secret in it), not what arrived so far.
+    pub fn stop(&mut self) -> String {
+        let status = self.terminate();
+        assert!(status.success(), "the server failed to stop: {status}");
+        self.logs()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit and its pipes to close.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit and its pipes to close.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        self.signal("INT")
+    }
+
+    /// SIGKILL: the process records nothing on its way out. Returns once it exited and its
+    /// pipes closed, so [`TestServer::logs`] holds everything it wrote.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    fn signal(&mut self, name: &str) -> ExitStatus {
+        // The server prints its first line only once its SIGINT/SIGTERM handlers are
+        // installed, and `start_on` waited for that line: the signal cannot arrive early.
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill");
         assert!(sent.success());
         self.wait_exit(Duration::from_secs(30))
     }
 
+    /// Waits for the exit, then for the reader threads to see the end of both pipes: after
+    /// this, the captured logs are complete.
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let started = std::time::Instant::now();
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
+                break status;
             }
             if started.elapsed() > limit {
                 let _ = self.child.kill();
                 panic!("server did not exit within {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().expect("a log reader panicked");
         }
+        status
     }
 }
 
@@ -296,7 +329,16 @@ impl Drop for TestServer {
     }
 }
 
-fn collect(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+/// Kills a server that failed to start and waits for its stderr to close, so the panic
+/// that follows shows everything it wrote.
+fn abandon(child: &mut Child, stderr_reader: JoinHandle<()>) {
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = stderr_reader.join();
+}
+
+/// Appends everything `source` yields to `sink` until the pipe closes.
+pub fn collect(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 8192];
         loop {
@@ -308,7 +350,7 @@ fn collect(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
                     .push_str(&String::from_utf8_lossy(&buffer[..n])),
             }
         }
-    });
+    })
 }
 
 /// The PostgreSQL server the tests run on, if `IOTHUBGDR_TEST_POSTGRES_URL` names one.
