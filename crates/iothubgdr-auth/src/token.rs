@@ -538,7 +538,10 @@ mod tests {
         // Hiding is not printing nothing: a log line still tells a reader what was there.
         let key = SigningKey::generate();
         let token = service().issue("c", Uuid::new_v4()).unwrap().access_token;
-        assert_eq!(format!("{key:?}"), format!("SigningKey({}, <redacted>)", key.kid()));
+        assert_eq!(
+            format!("{key:?}"),
+            format!("SigningKey({}, <redacted>)", key.kid())
+        );
         assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
         assert_eq!(format!("{token}"), "<redacted>");
         let tokens = TokenService::new(&key, &[], Duration::from_secs(90));
