@@ -6,9 +6,10 @@
 //! front and waits (`busy_timeout`) instead of failing when it would have to upgrade a read
 //! lock. Queries are runtime-checked (`sqlx::query`) because no database exists at build time.
 
+mod files;
+mod query;
 mod rows;
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use files::{create_parent_dir, file_identity, restrict_database_files, OpenedFile};
+use query::{count_of, into_page, push_attribute_filter, push_location_filter, push_page};
 use rows::{
     asset_from_row, backend, from_millis, import_from_row, location_from_row, millis, to_json_text,
 };
@@ -49,34 +52,6 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The file the pool opened; `None` for an in-memory database.
     file: Option<OpenedFile>,
-}
-
-/// A database file and its identity when it was opened. Open connections keep working on a
-/// file that was deleted or replaced, writing where nobody will read again: readiness
-/// checks that the path still names the same file.
-#[derive(Debug, Clone)]
-struct OpenedFile {
-    path: PathBuf,
-    identity: FileIdentity,
-}
-
-#[cfg(unix)]
-type FileIdentity = (u64, u64);
-#[cfg(not(unix))]
-type FileIdentity = ();
-
-fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
-    let metadata = std::fs::metadata(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Ok((metadata.dev(), metadata.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = metadata;
-        Ok(())
-    }
 }
 
 impl SqliteStore {
@@ -136,104 +111,6 @@ impl SqliteStore {
     }
 }
 
-fn create_parent_dir(file: &Path) -> StoreResult<()> {
-    // `:memory:` and bare file names have no directory to create.
-    if let Some(parent) = file.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            // Only the service's user may enter the folder that holds the database.
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(parent).map_err(|err| StoreError::Backend {
-                context: format!("cannot create the database directory {}", parent.display()),
-                source: Some(Box::new(err)),
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// Makes the database file and its `-wal`/`-shm` companions readable by the service's user
-/// only. New files already are when the process runs with umask 077 (the binary sets it);
-/// this also tightens files left world-readable by an older version or another umask.
-fn restrict_database_files(file: &Path) -> StoreResult<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let name = file.as_os_str().to_string_lossy();
-        for path in [
-            name.to_string(),
-            format!("{name}-wal"),
-            format!("{name}-shm"),
-        ] {
-            let path = Path::new(&path);
-            match std::fs::metadata(path) {
-                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                        .map_err(|err| StoreError::Backend {
-                            context: format!("cannot make {} private", path.display()),
-                            source: Some(Box::new(err)),
-                        })?;
-                }
-                _ => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-    Ok(())
-}
-
-/// Appends `AND <attribute name> = <string value>` for every filter. `json_each` matches the
-/// key exactly (no JSON path quoting of names with dots or quotes) and only string values.
-fn push_attribute_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &AttributeFilter) {
-    for (name, value) in &filter.0 {
-        query.push(
-            " AND EXISTS (SELECT 1 FROM json_each(attributes) AS a WHERE a.type = 'text' AND a.key = ",
-        );
-        query.push_bind(name.clone());
-        query.push(" AND a.value = ");
-        query.push_bind(value.clone());
-        query.push(")");
-    }
-}
-
-fn push_location_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &LocationFilter) {
-    if let Some(name) = &filter.display_name {
-        query.push(" AND display_name = ");
-        query.push_bind(name.clone());
-    }
-    push_attribute_filter(query, &filter.attributes);
-}
-
-fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {
-    if let Some(before) = page.before_seq {
-        query.push(" AND seq < ");
-        query.push_bind(before);
-    }
-    query.push(" ORDER BY seq DESC LIMIT ");
-    // One row more than asked tells whether another page follows.
-    query.push_bind(i64::from(page.page_size) + 1);
-}
-
-fn into_page<T>(mut items: Vec<T>, page: PageRequest, seq_of: impl Fn(&T) -> i64) -> Page<T> {
-    let size = page.page_size as usize;
-    if items.len() > size {
-        items.truncate(size);
-        let next_before_seq = items.last().map(&seq_of);
-        Page {
-            items,
-            next_before_seq,
-        }
-    } else {
-        Page {
-            items,
-            next_before_seq: None,
-        }
-    }
-}
-
 /// A broken uniqueness rule becomes a conflict naming `what`; anything else is sorted by
 /// [`backend`].
 fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -245,11 +122,6 @@ fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreEr
     } else {
         backend(err)
     }
-}
-
-fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
-    let count: i64 = row.try_get(0).map_err(backend)?;
-    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 #[async_trait]

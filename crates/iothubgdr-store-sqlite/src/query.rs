@@ -1,0 +1,67 @@
+//! The SQL shared by every list: attribute filters, keyset pages, counts.
+
+use iothubgdr_store::{AttributeFilter, LocationFilter, Page, PageRequest, StoreResult};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::rows::backend;
+
+/// Appends `AND <attribute name> = <string value>` for every filter. `json_each` matches the
+/// key exactly (no JSON path quoting of names with dots or quotes) and only string values.
+pub(crate) fn push_attribute_filter(
+    query: &mut QueryBuilder<'_, Sqlite>,
+    filter: &AttributeFilter,
+) {
+    for (name, value) in &filter.0 {
+        query.push(
+            " AND EXISTS (SELECT 1 FROM json_each(attributes) AS a WHERE a.type = 'text' AND a.key = ",
+        );
+        query.push_bind(name.clone());
+        query.push(" AND a.value = ");
+        query.push_bind(value.clone());
+        query.push(")");
+    }
+}
+
+pub(crate) fn push_location_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &LocationFilter) {
+    if let Some(name) = &filter.display_name {
+        query.push(" AND display_name = ");
+        query.push_bind(name.clone());
+    }
+    push_attribute_filter(query, &filter.attributes);
+}
+
+pub(crate) fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {
+    if let Some(before) = page.before_seq {
+        query.push(" AND seq < ");
+        query.push_bind(before);
+    }
+    query.push(" ORDER BY seq DESC LIMIT ");
+    // One row more than asked tells whether another page follows.
+    query.push_bind(i64::from(page.page_size) + 1);
+}
+
+pub(crate) fn into_page<T>(
+    mut items: Vec<T>,
+    page: PageRequest,
+    seq_of: impl Fn(&T) -> i64,
+) -> Page<T> {
+    let size = page.page_size as usize;
+    if items.len() > size {
+        items.truncate(size);
+        let next_before_seq = items.last().map(&seq_of);
+        Page {
+            items,
+            next_before_seq,
+        }
+    } else {
+        Page {
+            items,
+            next_before_seq: None,
+        }
+    }
+}
+
+pub(crate) fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
+    let count: i64 = row.try_get(0).map_err(backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
