@@ -6,6 +6,7 @@
 mod client;
 mod connection_string;
 mod error;
+mod failure;
 mod pacing;
 pub mod partition;
 mod query;

@@ -1,0 +1,236 @@
+//! Apps (tenants and their clients), locations and assets: the records the API serves.
+
+use iothubgdr_store::{
+    App, Asset, AttributeFilter, Location, LocationFilter, NewApp, NewAsset, NewLocation, Page,
+    PageRequest, StoreResult, Tenant,
+};
+use sqlx::QueryBuilder;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::query::{count_of, into_page, push_attribute_filter, push_location_filter, push_page};
+use crate::rows;
+use crate::rows::{asset_from_row, backend, location_from_row};
+use crate::PostgresStore;
+
+pub(crate) async fn app_create(store: &PostgresStore, app: NewApp) -> StoreResult<App> {
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, now()) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&app.tenant_name)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let tenant_row = sqlx::query("SELECT id FROM tenants WHERE name = $1")
+        .bind(&app.tenant_name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let tenant_id: Uuid = tenant_row.try_get("id").map_err(backend)?;
+    let row = sqlx::query(
+        "INSERT INTO apps (client_id, display_name, tenant_id, secret_hash, created_at) \
+         VALUES ($1, $2, $3, $4, date_trunc('milliseconds', now())) RETURNING created_at",
+    )
+    .bind(&app.client_id)
+    .bind(&app.display_name)
+    .bind(tenant_id)
+    .bind(&app.secret_hash)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|err| rows::unique_or_backend(err, || format!("app {}", app.client_id)))?;
+    tx.commit().await.map_err(backend)?;
+    Ok(App {
+        client_id: app.client_id,
+        display_name: app.display_name,
+        tenant: Tenant {
+            id: tenant_id,
+            name: app.tenant_name,
+        },
+        secret_hash: app.secret_hash,
+        created_at: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+pub(crate) async fn app_get(store: &PostgresStore, client_id: &str) -> StoreResult<Option<App>> {
+    let row = sqlx::query(
+        "SELECT a.client_id, a.display_name, a.secret_hash, a.created_at, \
+                t.id AS tenant_id, t.name AS tenant_name \
+         FROM apps a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = $1",
+    )
+    .bind(client_id)
+    .fetch_optional(&store.pool)
+    .await
+    .map_err(backend)?;
+    row.as_ref().map(rows::app_from_row).transpose()
+}
+
+pub(crate) async fn app_list(store: &PostgresStore) -> StoreResult<Vec<App>> {
+    let rows = sqlx::query(
+        "SELECT a.client_id, a.display_name, a.secret_hash, a.created_at, \
+                t.id AS tenant_id, t.name AS tenant_name \
+         FROM apps a JOIN tenants t ON t.id = a.tenant_id ORDER BY a.created_at, a.client_id",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    rows.iter().map(rows::app_from_row).collect()
+}
+
+pub(crate) async fn app_delete(store: &PostgresStore, client_id: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM apps WHERE client_id = $1")
+        .bind(client_id)
+        .execute(&store.pool)
+        .await
+        .map_err(backend)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn location_create(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    new: NewLocation,
+) -> StoreResult<Location> {
+    let row = sqlx::query(
+        "INSERT INTO locations \
+           (id, tenant_id, display_name, description, latitude, longitude, attributes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, date_trunc('milliseconds', now())) RETURNING *",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant_id)
+    .bind(&new.display_name)
+    .bind(&new.description)
+    .bind(new.latitude)
+    .bind(new.longitude)
+    .bind(serde_json::Value::Object(new.attributes))
+    .fetch_one(&store.pool)
+    .await
+    .map_err(backend)?;
+    location_from_row(&row)
+}
+
+pub(crate) async fn location_get(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<Location>> {
+    let row = sqlx::query("SELECT * FROM locations WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(location_from_row).transpose()
+}
+
+pub(crate) async fn location_list(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &LocationFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Location>> {
+    let mut query = QueryBuilder::new("SELECT * FROM locations WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_location_filter(&mut query, filter);
+    push_page(&mut query, page);
+    let rows = query
+        .build()
+        .fetch_all(&store.pool)
+        .await
+        .map_err(backend)?;
+    let items = rows
+        .iter()
+        .map(location_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, |location| location.seq))
+}
+
+pub(crate) async fn location_count(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &LocationFilter,
+) -> StoreResult<u64> {
+    let mut query = QueryBuilder::new("SELECT COUNT(*) FROM locations WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_location_filter(&mut query, filter);
+    let row = query
+        .build()
+        .fetch_one(&store.pool)
+        .await
+        .map_err(backend)?;
+    count_of(&row)
+}
+
+pub(crate) async fn asset_create(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    new: NewAsset,
+) -> StoreResult<Asset> {
+    let row = sqlx::query(
+        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
+         VALUES ($1, $2, NULL, $3, $4, date_trunc('milliseconds', now()), \
+                 date_trunc('milliseconds', now())) RETURNING *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(serde_json::Value::from(new.behaviours))
+    .bind(serde_json::Value::Object(new.attributes))
+    .fetch_one(&store.pool)
+    .await
+    .map_err(backend)?;
+    asset_from_row(&row)
+}
+
+pub(crate) async fn asset_get(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<Asset>> {
+    let row = sqlx::query("SELECT * FROM assets WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(asset_from_row).transpose()
+}
+
+pub(crate) async fn asset_list(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &AttributeFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Asset>> {
+    let mut query = QueryBuilder::new("SELECT * FROM assets WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_attribute_filter(&mut query, filter);
+    push_page(&mut query, page);
+    let rows = query
+        .build()
+        .fetch_all(&store.pool)
+        .await
+        .map_err(backend)?;
+    let items = rows
+        .iter()
+        .map(asset_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, |asset| asset.seq))
+}
+
+pub(crate) async fn asset_count(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &AttributeFilter,
+) -> StoreResult<u64> {
+    let mut query = QueryBuilder::new("SELECT COUNT(*) FROM assets WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_attribute_filter(&mut query, filter);
+    let row = query
+        .build()
+        .fetch_one(&store.pool)
+        .await
+        .map_err(backend)?;
+    count_of(&row)
+}
