@@ -72,7 +72,7 @@ run_import() {
   local dir=$1 n=$2; shift 2
   local db=${database:-sqlite://$dir/data/iothubgdr.db}
   "$bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --database "$db" \
-      --iothub-ca-file "$dir/../ca.pem" --iothub-resolve "$host=$addr" --log-level warn "$@" \
+      --iothub-ca-file "$dir/../ca.pem" --iothub-resolve "$host=$addr" --log-level "${BENCH_LOG_LEVEL:-warn}" "$@" \
       >"$dir/server.out" 2>"$dir/server.log" &
   server_pid=$!; pids+=($server_pid)
   for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -91,19 +91,37 @@ print(json.dumps({"display_name": "bench", "secret": open(sys.argv[1]).read().st
 PY
   # One Python process starts the import and polls it, so the benchmark's own polling costs
   # little CPU next to the server's.
-  result=$(python3 - "$url" "$dir/bearer" "$dir/body.json" "$server_pid" "$emulator_pid" <<'PY'
-import json, sys, time, urllib.request
-url, bearer_file, body_file, server_pid, emulator_pid = sys.argv[1:6]
+  local postmaster=0
+  [ -n "${pg_dir:-}" ] && postmaster=$(head -n1 "$pg_dir/data/postmaster.pid")
+  result=$(python3 - "$url" "$dir/bearer" "$dir/body.json" "$server_pid" "$emulator_pid" "$postmaster" <<'PY'
+import json, os, sys, time, urllib.request
+url, bearer_file, body_file, server_pid, emulator_pid, postmaster = sys.argv[1:7]
 header = open(bearer_file).read().split(":", 1)[1].strip()
 def cpu(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100.0
+def database_cpu():
+    # PostgreSQL's CPU: the postmaster with its reaped children, plus its live backends.
+    if postmaster == "0":
+        return 0.0
+    def stat(pid):
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = stat(postmaster)
+    total = sum(int(f) for f in fields[11:15]) / 100.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            child = stat(pid)
+        except OSError:
+            continue
+        if child[1] == postmaster:
+            total += (int(child[11]) + int(child[12])) / 100.0
+    return total
 def call(method, path, body=None):
     request = urllib.request.Request(url + path, data=body, method=method,
                                      headers={"Authorization": header, "Content-Type": "application/json"})
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)
-cpu0 = (cpu(server_pid), cpu(emulator_pid))
+cpu0 = (cpu(server_pid), cpu(emulator_pid), database_cpu())
 started = time.monotonic()
 operation = call("POST", "/archivist/v2/iothubgdr", open(body_file, "rb").read())
 path = "/archivist/v2/" + operation["identity"]
@@ -114,6 +132,7 @@ seconds = time.monotonic() - started
 part = operation.get("result") or operation.get("error")
 print(json.dumps({"seconds": seconds, "imported": part["number_assets_imported"],
                   "server_cpu": cpu(server_pid) - cpu0[0], "emulator_cpu": cpu(emulator_pid) - cpu0[1],
+                  "database_cpu": database_cpu() - cpu0[2],
                   "operation": operation}))
 PY
 )
@@ -154,7 +173,8 @@ rate = n / result["seconds"]
 with open(rates, "a") as out:
     out.write(f"{n} {backend} {rate}\n")
 print(f"{n:<10} {backend:<9} {rate:14.0f} {client:14.0f} {rate / client:8.2f} {peak / 1024:16.1f}"
-      f"   (server CPU {result['server_cpu']:.1f} s, emulator CPU {result['emulator_cpu']:.1f} s, wall {result['seconds']:.1f} s)")
+      f"   (CPU: server {result['server_cpu']:.1f} s, emulator {result['emulator_cpu']:.1f} s, "
+      f"PostgreSQL {result['database_cpu']:.1f} s; wall {result['seconds']:.1f} s)")
 PY
       stop "$server_pid" "$emulator_pid"
       pids=()

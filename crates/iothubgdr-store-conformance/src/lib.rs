@@ -119,6 +119,7 @@ macro_rules! store_conformance_tests {
             claims_on_two_handles_never_exceed_the_tenant_limit,
             admissions_on_two_handles_share_one_limit,
             another_tenant_cannot_touch_a_running_import,
+            an_import_id_is_unique_and_a_duplicate_changes_nothing,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

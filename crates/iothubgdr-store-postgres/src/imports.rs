@@ -253,47 +253,55 @@ pub(crate) async fn import_write_page(
         attributes.push(to_json_text(&asset.attributes)?);
     }
     let added = i64::try_from(assets.len()).unwrap_or(i64::MAX);
-    // One statement: the count goes up only while the import is in progress (the row
-    // lock also orders this page after a cancel that got there first), and the assets
-    // are written only when it did.
-    let row = sqlx::query(
-        "WITH bumped AS ( \
-           UPDATE imports SET number_assets_imported = number_assets_imported + $3 \
-           WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
-           RETURNING number_assets_imported \
-         ), written AS ( \
-           INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
-           SELECT page.id, $2, page.source_key, page.behaviours::jsonb, page.attributes::jsonb, \
-                  date_trunc('milliseconds', now()), date_trunc('milliseconds', now()) \
-           FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[]) \
-                AS page (id, source_key, behaviours, attributes) \
-           WHERE EXISTS (SELECT 1 FROM bumped) \
-           ON CONFLICT (tenant_id, source_key) DO UPDATE SET \
-             behaviours = excluded.behaviours, \
-             at_time = CASE WHEN assets.attributes = excluded.attributes \
-                       THEN assets.at_time ELSE excluded.at_time END, \
-             attributes = excluded.attributes \
-           RETURNING 1 \
-         ) \
-         SELECT (SELECT number_assets_imported FROM bumped) AS number_assets_imported, \
-                (SELECT COUNT(*) FROM written) AS written",
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    // The assets first, then the count: the count's row lock is taken last and held only
+    // for the commit, so concurrent pages of one import write their assets side by side.
+    // The status read here is only a shortcut for a page that comes after the end; the
+    // count's `UPDATE` below is the real check.
+    sqlx::query(
+        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
+         SELECT page.id, $1, page.source_key, page.behaviours::jsonb, page.attributes::jsonb, \
+                date_trunc('milliseconds', now()), date_trunc('milliseconds', now()) \
+         FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::text[]) \
+              AS page (id, source_key, behaviours, attributes) \
+         WHERE EXISTS (SELECT 1 FROM imports WHERE id = $2 AND status = 'INPROGRESS') \
+         ON CONFLICT (tenant_id, source_key) DO UPDATE SET \
+           behaviours = excluded.behaviours, \
+           at_time = CASE WHEN assets.attributes = excluded.attributes \
+                     THEN assets.at_time ELSE excluded.at_time END, \
+           attributes = excluded.attributes",
     )
-    .bind(id)
     .bind(tenant_id)
-    .bind(added)
+    .bind(id)
     .bind(&ids)
     .bind(&keys)
     .bind(&behaviours)
     .bind(&attributes)
-    .fetch_one(&store.pool)
+    .execute(&mut *tx)
     .await
     .map_err(backend)?;
-    let number: Option<i64> = row.try_get("number_assets_imported").map_err(backend)?;
-    match number {
-        Some(number) => Ok(PageWrite::Written {
-            number_assets_imported: u64::try_from(number).unwrap_or(0),
-        }),
+    // Waits for a concurrent cancel (or another page) holding the row, then re-reads it: a
+    // cancel that committed first leaves no row to update, and this page is rolled back.
+    let bumped: Option<i64> = sqlx::query_scalar(
+        "UPDATE imports SET number_assets_imported = number_assets_imported + $3 \
+         WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
+         RETURNING number_assets_imported",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(added)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    match bumped {
+        Some(number) => {
+            tx.commit().await.map_err(backend)?;
+            Ok(PageWrite::Written {
+                number_assets_imported: u64::try_from(number).unwrap_or(0),
+            })
+        }
         None => {
+            tx.rollback().await.map_err(backend)?;
             let status = match import_status(store, id).await? {
                 Some(status) => status,
                 None => ImportStatus::Failed,

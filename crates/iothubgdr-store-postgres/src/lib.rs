@@ -5,8 +5,10 @@
 //!   containment tests served by a GIN (`jsonb_path_ops`) index.
 //! - Migrations run on every connect under sqlx's migration lock (a PostgreSQL advisory
 //!   lock), so replicas starting at once migrate once and the others wait.
-//! - A page of assets is one statement (`UNNEST` of arrays), whatever its size: no bound
-//!   parameter limit, one round trip.
+//! - A page of assets is one `INSERT` (`UNNEST` of arrays), whatever its size: no bound
+//!   parameter limit. The import's count is raised after it, in the same transaction, so
+//!   the count's row lock is held only for the commit and pages of one import write side by
+//!   side (see `concurrent_page_writes`).
 //! - Decisions that replicas must share — admitting an import under the limits, claiming
 //!   pending imports under the per-tenant running limit — are serialised by one
 //!   transaction-scoped advisory lock; they are short and rare next to page writes.
@@ -44,6 +46,9 @@ pub(crate) const UNFINISHED: &str = "('PENDING', 'INPROGRESS')";
 /// The advisory lock that serialises admissions and claims across replicas ("iothubgdr"
 /// in ASCII, to be recognisable in `pg_locks`).
 pub(crate) const SCHEDULING_LOCK: i64 = 0x696f_7468_7562_6764;
+
+/// Page writes of one import in flight at once (see `concurrent_page_writes`).
+const PAGE_WRITERS: usize = 2;
 
 /// How the pool is sized and how long a statement may run.
 #[derive(Debug, Clone)]
@@ -139,6 +144,13 @@ fn redact_kind(err: &sqlx::Error) -> &'static str {
 impl Store for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn concurrent_page_writes(&self) -> usize {
+        // Pages of one import hold disjoint devices, written in key order, so concurrent
+        // writes neither block nor deadlock each other. Two keep the database busy while
+        // the import maps more; more would take connections other requests need.
+        PAGE_WRITERS
     }
 
     async fn ping(&self) -> StoreResult<()> {

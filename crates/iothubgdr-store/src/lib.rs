@@ -344,6 +344,13 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for `/readyz` and logs.
     fn backend_name(&self) -> &'static str;
 
+    /// How many page writes of one import may run at once. A backend whose writes queue
+    /// behind one lock (SQLite) gains nothing from more than one; a server database runs
+    /// each on its own connection and core, while the import maps the next pages.
+    fn concurrent_page_writes(&self) -> usize {
+        1
+    }
+
     /// Is the database reachable? Backs `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 

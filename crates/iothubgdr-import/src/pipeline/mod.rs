@@ -147,4 +147,15 @@ mod tests {
         assert!(cut.len() <= MAX_ERROR_MESSAGE);
         assert!(cut.chars().all(|c| c == 'é'));
     }
+
+    #[test]
+    fn a_limit_inside_a_character_cuts_before_it() {
+        // Byte 1024 falls inside the 512th 'é': the cut steps back to 1023.
+        let cut = truncate(format!("a{}", "é".repeat(MAX_ERROR_MESSAGE)));
+        assert_eq!(cut.len(), MAX_ERROR_MESSAGE - 1);
+        assert_eq!(cut, format!("a{}", "é".repeat(511)));
+        // At the limit exactly nothing is cut.
+        let exact = "e".repeat(MAX_ERROR_MESSAGE);
+        assert_eq!(truncate(exact.clone()), exact);
+    }
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use iothubgdr_store::{AssetUpsert, PageWrite, StoreError};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{hub_failure, store_failure, JobEnd, Page};
 use crate::engine::Inner;
+use crate::mapping::MappedPage;
 
 /// The most assets one write transaction takes when several pages are waiting.
 const MAX_BATCH_ASSETS: usize = 1_000;
@@ -22,7 +24,9 @@ const WRITE_ATTEMPTS: u32 = 6;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Writes every page the reader sends until it ends, the job is cancelled, or the process
-/// shuts down.
+/// shuts down. Up to [`iothubgdr_store::Store::concurrent_page_writes`] batches are written
+/// at once; each adds its own assets to the import's count, so the order they commit in does
+/// not matter, and the job ends only when every one has.
 pub(crate) async fn write_all(
     inner: &Arc<Inner>,
     id: Uuid,
@@ -30,71 +34,114 @@ pub(crate) async fn write_all(
     mut pages: mpsc::Receiver<Page>,
     cancel: &CancellationToken,
 ) -> Result<JobEnd, String> {
+    let concurrency = inner.store.concurrent_page_writes().max(1);
+    // Dropping the set (an early return) aborts the writes still running: each is one
+    // transaction, so an aborted one leaves nothing behind.
+    let mut writes: JoinSet<Result<PageWrite, StoreError>> = JoinSet::new();
     let mut written: u64 = 0;
-    let mut batch: Vec<AssetUpsert> = Vec::new();
-    let mut refused: u64 = 0;
-    loop {
-        let next = tokio::select! {
+    let mut reading = true;
+    let mut failure = None;
+    while reading || !writes.is_empty() {
+        tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(JobEnd::Cancelled),
             _ = inner.shutdown.cancelled() => return Ok(JobEnd::ShuttingDown),
-            next = pages.recv() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(page)) => {
-                batch.extend(page.assets);
-                refused += page.refused;
-            }
-            Some(Err(err)) => return Err(hub_failure(&err)),
-        }
-        // Pages that are already waiting join this transaction: fewer, larger commits when
-        // the database is the slower side, and still one page at a time when the hub is.
-        let mut failure = None;
-        while batch.len() < MAX_BATCH_ASSETS {
-            match pages.try_recv() {
-                Ok(Ok(page)) => {
-                    batch.extend(page.assets);
-                    refused += page.refused;
+            Some(done) = writes.join_next(), if !writes.is_empty() => {
+                let done = done.map_err(|err| {
+                    store_failure(StoreError::Backend {
+                        context: "a page write ended early".to_owned(),
+                        source: Some(Box::new(err)),
+                    })
+                })?;
+                match done {
+                    Ok(PageWrite::Written { number_assets_imported }) => {
+                        written = written.max(number_assets_imported);
+                        debug!(import = %id, assets = written, "page written");
+                    }
+                    Ok(PageWrite::Stopped(status)) => {
+                        debug!(import = %id, status = status.as_str(), "import stopped by its state");
+                        return Ok(JobEnd::Stopped);
+                    }
+                    Err(err) => return Err(store_failure(err)),
                 }
-                Ok(Err(err)) => {
-                    failure = Some(err);
-                    break;
+            }
+            next = pages.recv(), if reading && writes.len() < concurrency => {
+                let mut batch = Batch::default();
+                match next {
+                    None => reading = false,
+                    Some(Ok(page)) => batch.add(page),
+                    Some(Err(err)) => {
+                        // The writes in flight finish first: what was read is not lost.
+                        failure = Some(hub_failure(&err));
+                        reading = false;
+                    }
                 }
-                Err(_) => break,
+                // Pages that are already waiting join this transaction: fewer, larger
+                // commits when the database is the slower side, and still one page at a time
+                // when the hub is.
+                while reading && batch.assets.len() < MAX_BATCH_ASSETS {
+                    match pages.try_recv() {
+                        Ok(Ok(page)) => batch.add(page),
+                        Ok(Err(err)) => {
+                            // What was read before the failure is still written; the
+                            // import then fails with the hub's reason.
+                            failure = Some(hub_failure(&err));
+                            reading = false;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => reading = false,
+                    }
+                }
+                if !batch.is_empty() {
+                    let inner = Arc::clone(inner);
+                    writes.spawn(async move { batch.write(&inner, id, tenant_id).await });
+                }
             }
         }
-        match write_retrying(inner, id, tenant_id, &batch)
-            .await
-            .map_err(store_failure)?
-        {
-            PageWrite::Written {
-                number_assets_imported,
-            } => {
-                inner.metrics.devices_imported.inc_by(batch.len() as u64);
-                written = number_assets_imported;
-                debug!(import = %id, assets = written, "page written");
-            }
-            PageWrite::Stopped(status) => {
-                debug!(import = %id, status = status.as_str(), "import stopped by its state");
-                return Ok(JobEnd::Stopped);
-            }
-        }
-        batch.clear();
-        if refused > 0 {
-            inner
-                .store
-                .import_add_refused(id, refused)
-                .await
-                .map_err(store_failure)?;
-            refused = 0;
-        }
-        if let Some(err) = failure {
-            return Err(hub_failure(&err));
-        }
+    }
+    if let Some(message) = failure {
+        return Err(message);
     }
     debug!(import = %id, assets = written, "every device read");
     Ok(JobEnd::Completed)
+}
+
+/// Pages gathered into one write.
+#[derive(Default)]
+struct Batch {
+    assets: Vec<AssetUpsert>,
+    refused: u64,
+}
+
+impl Batch {
+    fn add(&mut self, page: MappedPage) {
+        self.assets.extend(page.assets);
+        self.refused += page.refused;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.assets.is_empty() && self.refused == 0
+    }
+
+    /// The assets in one transaction with the import's count, then the refused twins.
+    async fn write(
+        self,
+        inner: &Inner,
+        id: Uuid,
+        tenant_id: Uuid,
+    ) -> Result<PageWrite, StoreError> {
+        let result = write_retrying(inner, id, tenant_id, &self.assets).await?;
+        if let PageWrite::Written { .. } = result {
+            inner
+                .metrics
+                .devices_imported
+                .inc_by(self.assets.len() as u64);
+            if self.refused > 0 {
+                inner.store.import_add_refused(id, self.refused).await?;
+            }
+        }
+        Ok(result)
+    }
 }
 
 /// One batch, tried again while the store says the failure may pass. A retryable failure
