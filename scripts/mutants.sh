@@ -4,80 +4,217 @@
 # body replaced by a default, an operator flipped, a condition negated) and runs the
 # package's tests; a mutant the tests do not catch ("missed") is code no test really checks.
 #
-#   bash scripts/mutants.sh                 # every scope below, one after the other
-#   bash scripts/mutants.sh auth-token      # one scope (names below)
-#   MUTANTS_RE='import_cancel' bash scripts/mutants.sh store-sqlite   # only matching mutants
-#   MUTANTS_LIST=1 bash scripts/mutants.sh  # list the mutants, test nothing
+#   bash scripts/mutants.sh                          # every named scope, one after the other
+#   bash scripts/mutants.sh engine                   # one named scope (names below)
+#   bash scripts/mutants.sh crates/iothubgdr-import/src/housekeeping.rs   # one file
+#   bash scripts/mutants.sh 'crates/iothubgdr-store-sqlite/src/*.rs'       # a glob
+#   bash scripts/mutants.sh crates/iothubgdr-auth    # a whole crate
+#   bash scripts/mutants.sh --re import_cancel store-sqlite   # only matching mutants
+#   bash scripts/mutants.sh --timeout 120 --iterate engine    # retry what was not caught
+#   bash scripts/mutants.sh --list engine            # list the mutants, test nothing
+#
+# Options (before or between scopes):
+#   --timeout SECS     per-mutant test timeout (default: cargo-mutants derives it from the
+#                      unmutated run, 5 times its duration)
+#   --jobs N           mutants built and tested at once (default 1; each job needs its own
+#                      build, so more than 1 only helps on a machine with cores to spare)
+#   --re REGEX         only mutants whose name matches; --exclude-re REGEX: leave these out
+#   --iterate          skip mutants the previous run of the same scope caught or found
+#                      unviable (the "after" run once tests were added)
+#   --test-arg ARG     passed to `cargo test` (repeatable), e.g. --test-arg=--test=engine
+#   --nice N           niceness of the whole run (default 10)
+#   --list             list the mutants only
+#
+# Each run builds in a target dir of its own, never the developer's (cargo-mutants would
+# otherwise rebuild the workspace crates over the developer's artifacts, and two runs or a
+# run and a developer build would collide): $MUTANTS_DIR, by default
+# ${CARGO_TARGET_DIR:-target}/mutants, holds
+#   src/        a copy of the working tree (tracked and untracked-not-ignored files, with
+#               their modification times, so unchanged crates are not rebuilt); mutants are
+#               applied there, in place, and the developer's tree is never touched;
+#   target/     the mutants' CARGO_TARGET_DIR, seeded once from the developer's debug
+#               dependencies (set MUTANTS_SEED=0 to build from scratch);
+#   <scope>/mutants.out/  caught.txt, missed.txt, timeout.txt, unviable.txt, outcomes.json.
+# The counts of every scope are printed at the end.
 #
 # Needs `cargo install --locked cargo-mutants`. It is slow (a build and the package's tests
-# per mutant): on a small machine run one scope at a time. Results land in
-# target/mutants/<scope>/mutants.out (caught.txt, missed.txt, timeout.txt, unviable.txt);
-# the script prints the counts of each scope at the end.
-#
-# Environment: MUTANTS_JOBS (default 1), MUTANTS_TIMEOUT seconds per test run (default:
-# cargo-mutants derives it from the unmutated run), MUTANTS_NICE (default 10),
-# MUTANTS_RE (a regex passed as --re), CARGO_TARGET_DIR (reused, so dependencies are not
-# rebuilt).
+# per mutant): on a small machine run one scope or one file at a time. With
+# IOTHUBGDR_TEST_POSTGRES_URL set the store and engine tests also run on PostgreSQL.
+# The older environment variables still work: MUTANTS_JOBS, MUTANTS_TIMEOUT, MUTANTS_NICE,
+# MUTANTS_RE, MUTANTS_LIST.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+# name  package  file glob(s), comma-separated (empty: the whole package)
+named_scopes=(
+    "auth-token      iothubgdr-auth           crates/iothubgdr-auth/src/token.rs"
+    "auth-secret     iothubgdr-auth           crates/iothubgdr-auth/src/secret.rs"
+    "store-sqlite    iothubgdr-store-sqlite   crates/iothubgdr-store-sqlite/src/*.rs,crates/iothubgdr-store-sqlite/src/**/*.rs"
+    "store-postgres  iothubgdr-store-postgres crates/iothubgdr-store-postgres/src/*.rs,crates/iothubgdr-store-postgres/src/**/*.rs"
+    "engine          iothubgdr-import         crates/iothubgdr-import/src/engine.rs,crates/iothubgdr-import/src/schedule.rs,crates/iothubgdr-import/src/housekeeping.rs,crates/iothubgdr-import/src/pipeline/*.rs"
+)
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+jobs="${MUTANTS_JOBS:-1}"
+timeout="${MUTANTS_TIMEOUT:-}"
+nice_level="${MUTANTS_NICE:-10}"
+re="${MUTANTS_RE:-}"
+exclude_re=""
+list="${MUTANTS_LIST:-}"
+iterate=""
+test_args=()
+wanted=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --timeout) timeout="$2"; shift 2 ;;
+        --timeout=*) timeout="${1#*=}"; shift ;;
+        --jobs | -j) jobs="$2"; shift 2 ;;
+        --jobs=*) jobs="${1#*=}"; shift ;;
+        --re) re="$2"; shift 2 ;;
+        --re=*) re="${1#*=}"; shift ;;
+        --exclude-re) exclude_re="$2"; shift 2 ;;
+        --exclude-re=*) exclude_re="${1#*=}"; shift ;;
+        --test-arg) test_args+=("$2"); shift 2 ;;
+        --test-arg=*) test_args+=("${1#*=}"); shift ;;
+        --nice) nice_level="$2"; shift 2 ;;
+        --nice=*) nice_level="${1#*=}"; shift ;;
+        --iterate) iterate=1; shift ;;
+        --list) list=1; shift ;;
+        -h | --help) usage ;;
+        -*) echo "unknown option $1" >&2; usage ;;
+        *) wanted+=("$1"); shift ;;
+    esac
+done
 
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "cargo-mutants is missing: cargo install --locked cargo-mutants" >&2
     exit 2
 fi
 
-# scope  package  file glob(s, comma-separated)
-scopes=(
-    "auth-token      iothubgdr-auth          crates/iothubgdr-auth/src/token.rs"
-    "auth-secret     iothubgdr-auth          crates/iothubgdr-auth/src/secret.rs"
-    "store-sqlite    iothubgdr-store-sqlite  crates/iothubgdr-store-sqlite/src/*.rs"
-    "store-postgres  iothubgdr-store-postgres crates/iothubgdr-store-postgres/src/*.rs"
-    "engine          iothubgdr-import        crates/iothubgdr-import/src/*.rs,crates/iothubgdr-import/src/**/*.rs"
-)
+# Resolves a scope argument to "name package globs".
+resolve() {
+    local arg="$1" line name
+    for line in "${named_scopes[@]}"; do
+        read -r name _ <<<"$line"
+        if [ "$name" = "$arg" ]; then
+            echo "$line"
+            return
+        fi
+    done
+    local path="${arg#./}"
+    path="${path%/}"
+    if [[ "$path" =~ ^crates/([^/]+)(/.*)?$ ]]; then
+        local package="${BASH_REMATCH[1]}"
+        local rest="${BASH_REMATCH[2]}"
+        if [ ! -f "crates/$package/Cargo.toml" ]; then
+            echo "no crate at crates/$package" >&2
+            exit 2
+        fi
+        # The scope's name is the path, readable as a directory name.
+        name="$(echo "${path#crates/}" | sed 's#/src/#-#; s#[/*]#-#g; s#\.rs##g; s#--*#-#g; s#-$##')"
+        if [ -z "$rest" ]; then
+            echo "$name $package -"
+        else
+            echo "$name $package $path"
+        fi
+        return
+    fi
+    echo "unknown scope '$arg': one of ${named_scopes[*]%% *}… or a path under crates/" >&2
+    exit 2
+}
 
-wanted=("$@")
-out_root="${MUTANTS_OUT:-$root/target/mutants}"
-mkdir -p "$out_root"
+scopes=()
+if [ ${#wanted[@]} -eq 0 ]; then
+    scopes=("${named_scopes[@]}")
+else
+    for arg in "${wanted[@]}"; do
+        scopes+=("$(resolve "$arg")")
+    done
+fi
+
+home="${MUTANTS_DIR:-${CARGO_TARGET_DIR:-$root/target}/mutants}"
+mkdir -p "$home"
+home="$(cd "$home" && pwd)"
+case "$home/" in
+    "$root"/crates/* | "$root"/scripts/*) echo "MUTANTS_DIR must not be inside the sources" >&2; exit 2 ;;
+esac
+src="$home/src"
+build="$home/target"
+
+# A fresh copy of the working tree; tar keeps modification times, so crates whose files did
+# not change since the last run are not rebuilt.
+sync_sources() {
+    rm -rf "$src"
+    mkdir -p "$src"
+    git -C "$root" ls-files -z --cached --others --exclude-standard \
+        | (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) \
+        | tar -xf - -C "$src"
+}
+
+# Seeds the mutants' target dir with the developer's already-built dependencies, once.
+seed_build() {
+    [ -d "$build/debug" ] && return
+    [ "${MUTANTS_SEED:-1}" = "0" ] && return
+    local from="${CARGO_TARGET_DIR:-$root/target}/debug"
+    [ -d "$from/deps" ] || return
+    echo "== seeding $build/debug from $from (dependencies only, once)"
+    mkdir -p "$build/debug"
+    for part in deps build .fingerprint; do
+        [ -d "$from/$part" ] && cp -a --reflink=auto "$from/$part" "$build/debug/$part"
+    done
+}
+
+if [ -z "$list" ]; then
+    sync_sources
+    seed_build
+fi
+
 summary=()
-
 for line in "${scopes[@]}"; do
     read -r scope package globs <<<"$line"
-    if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $scope "* ]]; then
-        continue
+    args=(--package "$package" --jobs "$jobs" --output "$home/$scope")
+    if [ "$globs" != "-" ]; then
+        IFS=',' read -ra files <<<"$globs"
+        for file in "${files[@]}"; do
+            args+=(--file "$file")
+        done
     fi
-    if [ ! -d "crates/$package" ]; then
-        echo "== $scope: crates/$package does not exist here, skipped"
-        continue
-    fi
-    args=(--package "$package" --jobs "${MUTANTS_JOBS:-1}" --output "$out_root/$scope")
-    IFS=',' read -ra files <<<"$globs"
-    for file in "${files[@]}"; do
-        args+=(--file "$file")
+    [ -n "$re" ] && args+=(--re "$re")
+    [ -n "$exclude_re" ] && args+=(--exclude-re "$exclude_re")
+    [ -n "$timeout" ] && args+=(--timeout "$timeout")
+    [ -n "$iterate" ] && args+=(--iterate)
+    for arg in ${test_args[@]+"${test_args[@]}"}; do
+        args+=("--cargo-test-arg=$arg")
     done
-    [ -n "${MUTANTS_RE:-}" ] && args+=(--re "$MUTANTS_RE")
-    [ -n "${MUTANTS_TIMEOUT:-}" ] && args+=(--timeout "$MUTANTS_TIMEOUT")
-    if [ -n "${MUTANTS_LIST:-}" ]; then
+    if [ -n "$list" ]; then
         cargo mutants --list "${args[@]}"
         continue
     fi
-    echo "== $scope: cargo mutants ${args[*]}"
+    echo "== $scope: cargo mutants --in-place --dir $src ${args[*]}"
     # Exit codes 2 (missed mutants) and 3 (timeouts) are results, not failures of the run.
     status=0
-    nice -n "${MUTANTS_NICE:-10}" cargo mutants "${args[@]}" || status=$?
+    (cd "$src" && CARGO_TARGET_DIR="$build" nice -n "$nice_level" \
+        cargo mutants --in-place --dir "$src" "${args[@]}") || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 2 ] && [ "$status" -ne 3 ]; then
         echo "== $scope: cargo mutants failed ($status)" >&2
         exit "$status"
     fi
-    dir="$out_root/$scope/mutants.out"
-    count() { if [ -f "$dir/$1.txt" ]; then grep -c . "$dir/$1.txt" || true; else echo 0; fi; }
-    summary+=("$(printf '%-15s caught %4s  missed %4s  timeout %4s  unviable %4s' \
-        "$scope" "$(count caught)" "$(count missed)" "$(count timeout)" "$(count unviable)")")
+    dir="$home/$scope/mutants.out"
+    # With --iterate the mutants caught by earlier runs are in previously_caught.txt.
+    count() { cat "${@/#/$dir/}" 2>/dev/null | grep -c . || true; }
+    summary+=("$(printf '%-28s caught %4s  missed %4s  timeout %4s  unviable %4s' \
+        "$scope" "$(count caught.txt previously_caught.txt)" "$(count missed.txt)" \
+        "$(count timeout.txt)" "$(count unviable.txt)")")
 done
 
 if [ ${#summary[@]} -gt 0 ]; then
     echo
     printf '%s\n' "${summary[@]}"
-    echo "(missed mutants: target/mutants/<scope>/mutants.out/missed.txt)"
+    echo "(the mutants of each scope: $home/<scope>/mutants.out/{caught,missed,timeout}.txt)"
 fi
