@@ -8,6 +8,8 @@
 #   bash scripts/mutants.sh engine                   # one named scope (names below)
 #   bash scripts/mutants.sh crates/iothubgdr-import/src/housekeeping.rs   # one file
 #   bash scripts/mutants.sh 'crates/iothubgdr-store-sqlite/src/*.rs'       # a glob
+#   bash scripts/mutants.sh crates/iothubgdr-import/src/schedule.rs,crates/iothubgdr-import/src/housekeeping.rs
+#                                                    # files of one crate, one scope
 #   bash scripts/mutants.sh crates/iothubgdr-auth    # a whole crate
 #   bash scripts/mutants.sh --re import_cancel store-sqlite   # only matching mutants
 #   bash scripts/mutants.sh --timeout 120 --iterate engine    # retry what was not caught
@@ -21,7 +23,8 @@
 #   --re REGEX         only mutants whose name matches; --exclude-re REGEX: leave these out
 #   --iterate          skip mutants the previous run of the same scope caught or found
 #                      unviable (the "after" run once tests were added)
-#   --test-arg ARG     passed to `cargo test` (repeatable), e.g. --test-arg=--test=engine
+#   --test-arg ARG     passed to `cargo test` (repeatable; default --tests: unit and
+#                      integration tests, no doc tests), e.g. --test-arg=--test=engine
 #   --nice N           niceness of the whole run (default 10)
 #   --list             list the mutants only
 #
@@ -33,7 +36,8 @@
 #               their modification times, so unchanged crates are not rebuilt); mutants are
 #               applied there, in place, and the developer's tree is never touched;
 #   target/     the mutants' CARGO_TARGET_DIR, seeded once from the developer's debug
-#               dependencies (set MUTANTS_SEED=0 to build from scratch);
+#               dependencies (MUTANTS_SEED=0: build from scratch; MUTANTS_SEED=link:
+#               hard links instead of a 9 GB copy);
 #   <scope>/mutants.out/  caught.txt, missed.txt, timeout.txt, unviable.txt, outcomes.json.
 # The counts of every scope are printed at the end.
 #
@@ -107,6 +111,23 @@ resolve() {
             return
         fi
     done
+    # Several files of one crate, comma-separated, are one scope (one baseline run).
+    if [[ "$arg" == *,* ]]; then
+        local part package="" names=() globs=()
+        IFS=',' read -ra parts <<<"$arg"
+        for part in "${parts[@]}"; do
+            read -r name part_package part_globs <<<"$(resolve "$part")"
+            if [ -n "$package" ] && [ "$package" != "$part_package" ]; then
+                echo "'$arg' names files of more than one crate" >&2
+                exit 2
+            fi
+            package="$part_package"
+            names+=("$name")
+            globs+=("$part_globs")
+        done
+        echo "$(IFS=+; echo "${names[*]}") $package $(IFS=,; echo "${globs[*]}")"
+        return
+    fi
     local path="${arg#./}"
     path="${path%/}"
     if [[ "$path" =~ ^crates/([^/]+)(/.*)?$ ]]; then
@@ -165,9 +186,15 @@ seed_build() {
     [ -d "$from/deps" ] || return
     echo "== seeding $build/debug from $from (dependencies only, once)"
     mkdir -p "$build/debug"
-    for part in deps build .fingerprint; do
-        [ -d "$from/$part" ] && cp -a --reflink=auto "$from/$part" "$build/debug/$part"
+    # MUTANTS_SEED=link hard-links the compiled dependencies instead of copying them (about
+    # 9 GB saved): cargo names them by a hash of how they were built, so the mutants' builds
+    # add new files beside them rather than rewriting them.
+    local how=(-a --reflink=auto)
+    [ "${MUTANTS_SEED:-1}" = "link" ] && how=(-al)
+    for part in deps build; do
+        [ -d "$from/$part" ] && cp "${how[@]}" "$from/$part" "$build/debug/$part"
     done
+    [ -d "$from/.fingerprint" ] && cp -a "$from/.fingerprint" "$build/debug/.fingerprint"
 }
 
 if [ -z "$list" ]; then
@@ -189,7 +216,10 @@ for line in "${scopes[@]}"; do
     [ -n "$exclude_re" ] && args+=(--exclude-re "$exclude_re")
     [ -n "$timeout" ] && args+=(--timeout "$timeout")
     [ -n "$iterate" ] && args+=(--iterate)
-    for arg in ${test_args[@]+"${test_args[@]}"}; do
+    # Unit and integration tests, not doc tests: no scoped crate has a runnable example,
+    # and rustdoc would add a build per mutant.
+    [ ${#test_args[@]} -eq 0 ] && test_args=(--tests)
+    for arg in "${test_args[@]}"; do
         args+=("--cargo-test-arg=$arg")
     done
     if [ -n "$list" ]; then
