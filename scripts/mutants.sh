@@ -26,6 +26,7 @@
 #   --test-arg ARG     passed to `cargo test` (repeatable; default --tests: unit and
 #                      integration tests, no doc tests), e.g. --test-arg=--test=engine
 #   --nice N           niceness of the whole run (default 10)
+#   --no-sync          test the copy of the sources the last run made, not the working tree
 #   --list             list the mutants only
 #
 # Each run builds in a target dir of its own, never the developer's (cargo-mutants would
@@ -72,6 +73,7 @@ re="${MUTANTS_RE:-}"
 exclude_re=""
 list="${MUTANTS_LIST:-}"
 iterate=""
+no_sync=""
 test_args=()
 wanted=()
 while [ $# -gt 0 ]; do
@@ -89,6 +91,7 @@ while [ $# -gt 0 ]; do
         --nice) nice_level="$2"; shift 2 ;;
         --nice=*) nice_level="${1#*=}"; shift ;;
         --iterate) iterate=1; shift ;;
+        --no-sync) no_sync=1; shift ;;
         --list) list=1; shift ;;
         -h | --help) usage ;;
         -*) echo "unknown option $1" >&2; usage ;;
@@ -178,6 +181,15 @@ sync_sources() {
         | tar -xf - -C "$src"
 }
 
+# The names (as in target/debug/deps) of every library, binary and test of the workspace.
+workspace_targets() {
+    cargo metadata --no-deps --format-version 1 --manifest-path "$root/Cargo.toml" \
+        | python3 -c 'import json, sys
+for package in json.load(sys.stdin)["packages"]:
+    for target in package["targets"]:
+        print(target["name"].replace("-", "_"))' | sort -u
+}
+
 # Seeds the mutants' target dir with the developer's already-built dependencies, once.
 seed_build() {
     [ -d "$build/debug" ] && return
@@ -195,17 +207,30 @@ seed_build() {
         [ -d "$from/$part" ] && cp "${how[@]}" "$from/$part" "$build/debug/$part"
     done
     [ -d "$from/.fingerprint" ] && cp -a "$from/.fingerprint" "$build/debug/.fingerprint"
+    # The workspace's own crates and tests get the same file names in both target dirs and
+    # are rebuilt for every mutant: they must be copies, or a mutant would be written
+    # through the link into the developer's build.
+    if [ "${MUTANTS_SEED:-1}" = "link" ]; then
+        local name file
+        for name in $(workspace_targets); do
+            for file in "$build/debug/deps/$name"-* "$build/debug/deps/lib$name"-*; do
+                [ -f "$file" ] && cp --remove-destination -p "$from/deps/${file##*/}" "$file"
+            done
+        done
+    fi
 }
 
 if [ -z "$list" ]; then
-    sync_sources
+    if [ -z "$no_sync" ] || [ ! -f "$src/Cargo.toml" ]; then
+        sync_sources
+    fi
     seed_build
 fi
 
 summary=()
 for line in "${scopes[@]}"; do
     read -r scope package globs <<<"$line"
-    args=(--package "$package" --jobs "$jobs" --output "$home/$scope")
+    args=(--package "$package" --output "$home/$scope")
     if [ "$globs" != "-" ]; then
         IFS=',' read -ra files <<<"$globs"
         for file in "${files[@]}"; do
@@ -226,11 +251,18 @@ for line in "${scopes[@]}"; do
         cargo mutants --list "${args[@]}"
         continue
     fi
-    echo "== $scope: cargo mutants --in-place --dir $src ${args[*]}"
+    if [ "$jobs" = "1" ]; then
+        # One job: mutate the copy in place and build in the mutants' own target dir.
+        run=(env CARGO_TARGET_DIR="$build" cargo mutants --in-place --dir "$src" "${args[@]}")
+    else
+        # Several jobs: cargo-mutants copies the tree once per job; each copy builds in a
+        # target dir inside itself (a shared one would collide), from scratch.
+        run=(env -u CARGO_TARGET_DIR cargo mutants --dir "$src" --jobs "$jobs" "${args[@]}")
+    fi
+    echo "== $scope: ${run[*]}"
     # Exit codes 2 (missed mutants) and 3 (timeouts) are results, not failures of the run.
     status=0
-    (cd "$src" && CARGO_TARGET_DIR="$build" nice -n "$nice_level" \
-        cargo mutants --in-place --dir "$src" "${args[@]}") || status=$?
+    (cd "$src" && nice -n "$nice_level" "${run[@]}") || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 2 ] && [ "$status" -ne 3 ]; then
         echo "== $scope: cargo mutants failed ($status)" >&2
         exit "$status"
