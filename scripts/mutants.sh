@@ -171,14 +171,31 @@ esac
 src="$home/src"
 build="$home/target"
 
-# A fresh copy of the working tree; tar keeps modification times, so crates whose files did
-# not change since the last run are not rebuilt.
+# Brings the copy up to the working tree. The first copy keeps the files' modification
+# times, so the seeded dependencies and the workspace crates built by the developer count as
+# fresh. Later, only files whose content differs are copied (and get a new time): the
+# mutants' target dir holds builds of mutated files, newer than the developer's file times,
+# which cargo would otherwise take as fresh for the restored originals.
 sync_sources() {
-    rm -rf "$src"
-    mkdir -p "$src"
-    git -C "$root" ls-files -z --cached --others --exclude-standard \
-        | (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) \
-        | tar -xf - -C "$src"
+    local list
+    list="$(mktemp)"
+    git -C "$root" ls-files -z --cached --others --exclude-standard >"$list"
+    if [ ! -f "$src/Cargo.toml" ]; then
+        rm -rf "$src"
+        mkdir -p "$src"
+        (cd "$root" && tar --null --ignore-failed-read -T "$list" -cf - 2>/dev/null) \
+            | tar -xf - -C "$src"
+    else
+        local file
+        while IFS= read -r -d '' file; do
+            [ -f "$root/$file" ] || continue
+            if ! cmp -s "$root/$file" "$src/$file"; then
+                mkdir -p "$(dirname "$src/$file")"
+                cp "$root/$file" "$src/$file"
+            fi
+        done <"$list"
+    fi
+    rm -f "$list"
 }
 
 # The names (as in target/debug/deps) of every library, binary and test of the workspace.

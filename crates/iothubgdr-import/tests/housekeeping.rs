@@ -87,6 +87,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    heartbeats_keep_a_long_import_alive_against_a_reaper_that_is_not_an_engine,
     a_running_engine_fails_the_imports_of_a_worker_whose_lease_ran_out,
     a_queued_job_cancelled_through_another_engine_is_dropped,
     a_running_job_cancelled_through_another_engine_stops_without_waiting_for_the_hub,
@@ -255,6 +256,42 @@ async fn import_of_worker(store: &Arc<dyn Store>, tenant: Uuid, worker_id: Uuid)
         panic!("an unlimited admission refused")
     };
     import.id
+}
+
+/// The owner's heartbeats alone keep its import alive: the test itself reaps through the
+/// store every 50 ms (as any other replica would, whatever its own code) while the import
+/// runs for about two leases. An owner that renewed its lease less often than the lease
+/// lasts would see its import failed as orphaned.
+async fn heartbeats_keep_a_long_import_alive_against_a_reaper_that_is_not_an_engine(
+    db: TestDatabase,
+) {
+    // 40 pages of 100 ms: about 4 s, two leases of 2 s.
+    let hub = emulator(4_000, slow(Duration::from_millis(100))).await;
+    let store = db.open().await;
+    let owner = started(&db, config(&hub, 2)).await;
+    let tenant = new_tenant(&store).await;
+    let import = owner
+        .engine
+        .submit(tenant, request(hub.iothub_connection_string()))
+        .await
+        .expect("submit");
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    let done = loop {
+        let reaped = store
+            .imports_fail_orphaned(MSG_RESTARTED)
+            .await
+            .expect("reap");
+        assert!(reaped.is_empty(), "a live owner's import was reaped");
+        let now = get(&store, tenant, import.id).await;
+        if now.status.is_done() {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
+    assert_eq!(done.number_assets_imported, 4_000);
+    owner.engine.shutdown().await;
 }
 
 /// A replica dies while this engine runs: its import is failed by this engine's own
