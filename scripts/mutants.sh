@@ -285,11 +285,11 @@ for line in "${scopes[@]}"; do
         exit "$status"
     fi
     dir="$home/$scope/mutants.out"
-    # With --iterate the mutants caught by earlier runs are in previously_caught.txt.
     count() { cat "${@/#/$dir/}" 2>/dev/null | grep -c . || true; }
-    summary+=("$(printf '%-28s caught %4s  missed %4s  timeout %4s  unviable %4s' \
-        "$scope" "$(count caught.txt previously_caught.txt)" "$(count missed.txt)" \
-        "$(count timeout.txt)" "$(count unviable.txt)")")
+    # With --iterate, earlier runs' caught and unviable mutants are in previously_caught.txt.
+    summary+=("$(printf '%-28s caught %4s  missed %4s  timeout %4s  unviable %4s  (earlier runs: %s caught or unviable)' \
+        "$scope" "$(count caught.txt)" "$(count missed.txt)" "$(count timeout.txt)" \
+        "$(count unviable.txt)" "$(count previously_caught.txt)")")
 done
 
 if [ ${#summary[@]} -gt 0 ]; then
