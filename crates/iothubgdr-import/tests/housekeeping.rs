@@ -326,10 +326,16 @@ async fn a_running_engine_fails_the_imports_of_a_worker_whose_lease_ran_out(db: 
     assert_eq!(failed.status, ImportStatus::Failed, "{failed:?}");
     assert_eq!(failed.error_message.as_deref(), Some(MSG_RESTARTED));
     reaper.wait_for_figure(FAILED, 1.0).await;
-    assert_eq!(get(&store, tenant, kept).await.status, ImportStatus::Pending);
+    assert_eq!(
+        get(&store, tenant, kept).await.status,
+        ImportStatus::Pending
+    );
     reaper.engine.shutdown().await;
     // Shutting down fails only the reaper's own imports (it has none).
-    assert_eq!(get(&store, tenant, kept).await.status, ImportStatus::Pending);
+    assert_eq!(
+        get(&store, tenant, kept).await.status,
+        ImportStatus::Pending
+    );
 }
 
 /// A job waiting in engine A's queue (its tenant is at its running limit) is cancelled
@@ -352,7 +358,10 @@ async fn a_queued_job_cancelled_through_another_engine_is_dropped(db: TestDataba
         .expect("submit");
     a.wait_for_figure(RUNNING, 1.0).await;
     a.wait_for_figure(PENDING, 1.0).await;
-    assert_eq!(get(&store, tenant, queued.id).await.status, ImportStatus::Pending);
+    assert_eq!(
+        get(&store, tenant, queued.id).await.status,
+        ImportStatus::Pending
+    );
 
     let cancelled = b
         .engine
@@ -519,7 +528,11 @@ async fn a_hub_that_refuses_the_key_fails_the_import_with_the_reason(db: TestDat
         "HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey={wrong_key}",
         hub.host_name()
     );
-    let import = a.engine.submit(tenant, request(secret)).await.expect("submit");
+    let import = a
+        .engine
+        .submit(tenant, request(secret))
+        .await
+        .expect("submit");
     let done = wait_until(&store, tenant, import.id, "done", |i| i.status.is_done()).await;
     assert_eq!(done.status, ImportStatus::Failed, "{done:?}");
     let message = done.error_message.expect("a reason");
