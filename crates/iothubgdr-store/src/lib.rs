@@ -9,12 +9,24 @@
 //! a page continues strictly below the last `seq` it returned, so rows inserted while a client
 //! pages never shift what it sees.
 
+pub mod filter;
+pub mod history;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+pub use filter::{
+    AssetFilter, AttributeFilter, AttributeMatch, AttributeTest, EventFilter, LocationFilter,
+    PrincipalFilter,
+};
+pub use history::{
+    Event, EventRefused, EventWrite, ImportBreakdown, Incarnation, NewEvent, Observation,
+    Principal,
+};
 
 /// A token signing key kept in the database. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq)]
@@ -165,6 +177,8 @@ pub struct Asset {
     pub tenant_id: Uuid,
     pub behaviours: Vec<String>,
     pub attributes: Attributes,
+    /// `false` once a `StopTracking` event stopped it (until a `StartTracking`).
+    pub tracked: bool,
     /// When the asset's attributes last changed.
     pub at_time: OffsetDateTime,
     pub created_at: OffsetDateTime,
@@ -175,6 +189,8 @@ pub struct Asset {
 pub struct NewAsset {
     pub behaviours: Vec<String>,
     pub attributes: Attributes,
+    /// Who created it: the principal of its `NewAsset` event.
+    pub principal: Principal,
 }
 
 /// An asset written by an import. `source_key` is the natural key of the thing it stands
@@ -185,17 +201,18 @@ pub struct NewAsset {
 pub struct AssetUpsert {
     pub source_key: String,
     pub behaviours: Vec<String>,
+    /// The descriptive facts: a difference from the stored ones is recorded as an event.
     pub attributes: Attributes,
+    /// What rides on events without causing one, and the thing's incarnation.
+    pub observation: Observation,
 }
 
-/// Exact-match filters on string attributes, combined with AND.
+/// What every event an import records carries: its identity and hub in
+/// `event_attributes`, and the principal that accepted it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AttributeFilter(pub Vec<(String, String)>);
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LocationFilter {
-    pub display_name: Option<String>,
-    pub attributes: AttributeFilter,
+pub struct ImportContext {
+    pub event_attributes: Attributes,
+    pub principal: Principal,
 }
 
 /// Which rows a list asks for: `page_size` rows, newest first, with `seq` strictly below
@@ -265,6 +282,8 @@ pub struct Import {
     pub number_devices_total: Option<u64>,
     /// Twins not copied because they break IoT Hub's own limits.
     pub number_devices_refused: u64,
+    /// How the imported assets divide: created, changed, unchanged, stopped, ...
+    pub breakdown: ImportBreakdown,
     /// The hub's host name, once the secret was parsed (not a secret).
     pub hub_host: Option<String>,
     /// The server process that holds this import's secret in memory and runs it.
@@ -333,7 +352,11 @@ pub enum ImportOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageWrite {
     /// Written in one transaction with the new count.
-    Written { number_assets_imported: u64 },
+    Written {
+        number_assets_imported: u64,
+        /// How this write's assets divided (the import's totals add them up).
+        breakdown: ImportBreakdown,
+    },
     /// The import is no longer in progress (cancelled, or failed by a reaper); nothing was
     /// written and the job must stop.
     Stopped(ImportStatus),
@@ -396,15 +419,50 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- assets -------------------------------------------------------------------------
 
+    /// Creates the asset and its `NewAsset` event in one transaction.
     async fn asset_create(&self, tenant_id: Uuid, new: NewAsset) -> StoreResult<Asset>;
     async fn asset_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
+    /// The asset as its events accepted up to `at` (inclusive) left it, folded with
+    /// [`history::apply_event`]; `None` when it has no event by then (it did not exist
+    /// yet) or does not exist for this tenant.
+    async fn asset_get_at(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        at: OffsetDateTime,
+    ) -> StoreResult<Option<Asset>>;
     async fn asset_list(
         &self,
         tenant_id: Uuid,
-        filter: &AttributeFilter,
+        filter: &AssetFilter,
         page: PageRequest,
     ) -> StoreResult<Page<Asset>>;
-    async fn asset_count(&self, tenant_id: Uuid, filter: &AttributeFilter) -> StoreResult<u64>;
+    async fn asset_count(&self, tenant_id: Uuid, filter: &AssetFilter) -> StoreResult<u64>;
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// Records an event on an asset and applies it (attributes, tracking) with
+    /// [`history::apply_event`], in one transaction.
+    async fn event_create(
+        &self,
+        tenant_id: Uuid,
+        asset_id: Uuid,
+        new: NewEvent,
+    ) -> StoreResult<EventWrite>;
+    async fn event_get(
+        &self,
+        tenant_id: Uuid,
+        asset_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<Event>>;
+    /// Events newest first (keyset pages on the events' own `seq`).
+    async fn event_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Event>>;
+    async fn event_count(&self, tenant_id: Uuid, filter: &EventFilter) -> StoreResult<u64>;
 
     // ---- imports ------------------------------------------------------------------------
 
@@ -441,9 +499,11 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `refused` to the import's `number_devices_refused` (twins over IoT Hub's limits,
     /// counted and not copied).
     async fn import_add_refused(&self, id: Uuid, refused: u64) -> StoreResult<()>;
-    /// Upserts a page of assets (by `(tenant, source_key)`) and adds the number of distinct
-    /// keys written to `number_assets_imported`, in one transaction, only while the import
-    /// is in progress.
+    /// Writes a page of assets (by `(tenant, source_key)`) as [`history::plan_page`]
+    /// decides: new ones with their `NewAsset` event, changed ones with the events that say
+    /// what changed, unchanged ones not at all. Adds the number of distinct keys to
+    /// `number_assets_imported` and the plan's breakdown to the import's, in one
+    /// transaction, only while the import is in progress.
     ///
     /// Input contract: `assets` may hold the same `source_key` more than once (a hub can
     /// list a device twice); the store keeps the last occurrence of each key. The store
@@ -455,7 +515,27 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: Uuid,
         tenant_id: Uuid,
+        context: &ImportContext,
         assets: &[AssetUpsert],
+    ) -> StoreResult<PageWrite>;
+    /// The tracked assets whose `source_key` starts with `prefix`, in ascending byte order
+    /// of the key, strictly after `after`: `(id, source_key)`, at most `limit`.
+    async fn assets_tracked_by_source(
+        &self,
+        tenant_id: Uuid,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, String)>>;
+    /// Records [`history::stop_tracking_event`] on each of `asset_ids` that is still
+    /// tracked and adds them to the import's stopped count, in one transaction, only while
+    /// the import is in progress.
+    async fn import_stop_tracking(
+        &self,
+        id: Uuid,
+        tenant_id: Uuid,
+        context: &ImportContext,
+        asset_ids: &[Uuid],
     ) -> StoreResult<PageWrite>;
     /// Pending or in progress → the outcome (done, finished now). Returns the import as it
     /// then is, also when it was already done (then nothing changes).
@@ -505,6 +585,7 @@ mod tests {
             source_key: key.into(),
             behaviours: vec![],
             attributes,
+            observation: Observation::default(),
         }
     }
 

@@ -1,0 +1,558 @@
+//! An asset's history: events, and the rules that every backend applies the same way.
+//!
+//! An asset is what its events made it: `NewAsset` sets its first attributes, each
+//! `RecordEvidence` event merges its `asset_attributes` in, and `StopTracking` /
+//! `StartTracking` flip whether it is tracked. The rules live here, as plain functions,
+//! so that every backend (and `GET asset?at_time=`) folds events identically, and the
+//! conformance suite checks one meaning.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{AssetUpsert, Attributes, ImportContext};
+
+pub const BEHAVIOUR_ASSET_CREATOR: &str = "AssetCreator";
+pub const OPERATION_NEW_ASSET: &str = "NewAsset";
+pub const BEHAVIOUR_RECORD_EVIDENCE: &str = "RecordEvidence";
+pub const OPERATION_RECORD: &str = "Record";
+pub const BEHAVIOUR_BUILTIN: &str = "Builtin";
+pub const OPERATION_STOP_TRACKING: &str = "StopTracking";
+pub const OPERATION_START_TRACKING: &str = "StartTracking";
+
+/// Who declared or accepted an event (OIDC claims, as the Archivist's `v2Principal`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+/// One immutable event of an asset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: Uuid,
+    pub asset_id: Uuid,
+    pub tenant_id: Uuid,
+    pub behaviour: String,
+    pub operation: String,
+    pub event_attributes: Attributes,
+    pub asset_attributes: Attributes,
+    pub timestamp_declared: OffsetDateTime,
+    pub timestamp_accepted: OffsetDateTime,
+    pub principal_declared: Principal,
+    pub principal_accepted: Principal,
+    pub seq: i64,
+}
+
+/// An event to record. `timestamp_declared` and `principal_declared` default to the
+/// accepted ones, as the Archivist does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub behaviour: String,
+    pub operation: String,
+    pub event_attributes: Attributes,
+    pub asset_attributes: Attributes,
+    pub timestamp_declared: Option<OffsetDateTime>,
+    pub principal_declared: Option<Principal>,
+    pub principal_accepted: Principal,
+}
+
+impl NewEvent {
+    pub fn new(behaviour: &str, operation: &str, principal_accepted: Principal) -> Self {
+        Self {
+            behaviour: behaviour.to_owned(),
+            operation: operation.to_owned(),
+            event_attributes: Attributes::new(),
+            asset_attributes: Attributes::new(),
+            timestamp_declared: None,
+            principal_declared: None,
+            principal_accepted,
+        }
+    }
+}
+
+/// Why an event cannot be applied to an asset (the API answers 400 with the text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventRefused {
+    #[error("the asset is already not tracked")]
+    AlreadyStopped,
+    #[error("the asset is already tracked")]
+    AlreadyTracked,
+    #[error("behaviour `Builtin` events carry no asset_attributes")]
+    BuiltinWithAttributes,
+    #[error("unsupported event: behaviour `{0}` with operation `{1}`")]
+    Unsupported(String, String),
+}
+
+/// What [`crate::Store::event_create`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventWrite {
+    /// Recorded and applied to the asset.
+    Recorded(Box<Event>),
+    /// No such asset for this tenant.
+    NoAsset,
+    /// The asset's state forbids it; nothing was written.
+    Refused(EventRefused),
+}
+
+/// Applies one event to an asset's state. Used to record an event and to replay events
+/// for `at_time`; for replay `strict` is false so a history is always readable.
+pub fn apply_event(
+    attributes: &mut Attributes,
+    tracked: &mut bool,
+    behaviour: &str,
+    operation: &str,
+    asset_attributes: &Attributes,
+    strict: bool,
+) -> Result<(), EventRefused> {
+    match (behaviour, operation) {
+        (BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET) => {
+            *attributes = asset_attributes.clone();
+            *tracked = true;
+        }
+        (BEHAVIOUR_RECORD_EVIDENCE, OPERATION_RECORD) => {
+            for (name, value) in asset_attributes {
+                attributes.insert(name.clone(), value.clone());
+            }
+        }
+        (BEHAVIOUR_BUILTIN, OPERATION_STOP_TRACKING | OPERATION_START_TRACKING) => {
+            let stop = operation == OPERATION_STOP_TRACKING;
+            if strict {
+                if !asset_attributes.is_empty() {
+                    return Err(EventRefused::BuiltinWithAttributes);
+                }
+                if stop && !*tracked {
+                    return Err(EventRefused::AlreadyStopped);
+                }
+                if !stop && *tracked {
+                    return Err(EventRefused::AlreadyTracked);
+                }
+            }
+            *tracked = !stop;
+        }
+        _ => {
+            if strict {
+                return Err(EventRefused::Unsupported(
+                    behaviour.to_owned(),
+                    operation.to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The attributes of `new` that differ from `old`, and `""` for those `new` no longer has
+/// (an event cannot delete an attribute; an empty value is "not set", as the `!=*` filter
+/// reads it).
+pub fn changed_attributes(old: &Attributes, new: &Attributes) -> Attributes {
+    let mut changed = Attributes::new();
+    for (name, value) in new {
+        if old.get(name) != Some(value) {
+            changed.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in old {
+        if !new.contains_key(name) && !is_unset(value) {
+            changed.insert(name.clone(), Value::String(String::new()));
+        }
+    }
+    changed
+}
+
+/// Is an attribute value "not set" for the `=*` / `!=*` filters: absent, null or "".
+pub fn is_unset(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// Which incarnation of a source thing an import saw: IoT Hub's `generationId` when the
+/// source gives it, and the twin version, which only grows during one device's life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Incarnation {
+    pub generation: Option<String>,
+    pub version: Option<i64>,
+}
+
+impl Incarnation {
+    /// Is `self` (seen now) a different incarnation from `stored` (seen last)? A differing
+    /// generation says so for sure; without generations, a version lower than the one
+    /// recorded last can only belong to a thing that was deleted and created again.
+    pub fn is_new_after(&self, stored: &Incarnation) -> bool {
+        if let (Some(now), Some(before)) = (&self.generation, &stored.generation) {
+            return now != before;
+        }
+        matches!((self.version, stored.version), (Some(now), Some(before)) if now < before)
+    }
+}
+
+/// What an import saw of one source thing, beside its attributes: facts that belong on the
+/// events it records (never a reason for one), and which incarnation it was.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Copied into the `event_attributes` of any event the import records for this thing.
+    pub event_attributes: Attributes,
+    pub incarnation: Incarnation,
+}
+
+/// How an import's page write classified its assets, and what it stopped afterwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportBreakdown {
+    pub created: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Assets stopped because their device was not in the hub at the end of the import.
+    pub stopped_tracking: u64,
+    /// Stopped assets whose device was seen again (recorded with `StartTracking`).
+    pub tracked_again: u64,
+    /// Devices deleted and created again under the same id.
+    pub recreated: u64,
+}
+
+impl ImportBreakdown {
+    pub fn add(&mut self, other: &ImportBreakdown) {
+        self.created += other.created;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.stopped_tracking += other.stopped_tracking;
+        self.tracked_again += other.tracked_again;
+        self.recreated += other.recreated;
+    }
+}
+
+/// The stored state of an asset an import may touch.
+#[derive(Debug, Clone)]
+pub struct StoredAsset {
+    pub id: Uuid,
+    pub attributes: Attributes,
+    pub tracked: bool,
+    pub incarnation: Incarnation,
+}
+
+/// What a page write must do for one upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertPlan {
+    /// Nothing to write.
+    Unchanged,
+    /// A new asset with its `NewAsset` event.
+    Create { event: Box<NewEvent> },
+    /// Events on an existing asset (in order) and its new state.
+    Change {
+        events: Vec<NewEvent>,
+        attributes: Attributes,
+        tracked: bool,
+        recreated: bool,
+        tracked_again: bool,
+    },
+}
+
+/// Decides, identically in every backend, what an import writes for one device given what
+/// is stored. `context` are the import's own event attributes (identity, hub).
+pub fn plan_upsert(
+    stored: Option<&StoredAsset>,
+    attributes: &Attributes,
+    observation: &Observation,
+    context: &Attributes,
+    principal: &Principal,
+) -> UpsertPlan {
+    let event_attributes = || {
+        let mut all = context.clone();
+        for (name, value) in &observation.event_attributes {
+            all.insert(name.clone(), value.clone());
+        }
+        all
+    };
+    let Some(stored) = stored else {
+        let mut event = NewEvent::new(
+            BEHAVIOUR_ASSET_CREATOR,
+            OPERATION_NEW_ASSET,
+            principal.clone(),
+        );
+        event.event_attributes = event_attributes();
+        event.asset_attributes = attributes.clone();
+        return UpsertPlan::Create {
+            event: Box::new(event),
+        };
+    };
+    let changed = changed_attributes(&stored.attributes, attributes);
+    let recreated = observation.incarnation.is_new_after(&stored.incarnation);
+    if changed.is_empty() && stored.tracked && !recreated {
+        return UpsertPlan::Unchanged;
+    }
+    let mut events = Vec::new();
+    let tracked_again = !stored.tracked;
+    if tracked_again {
+        let mut event = NewEvent::new(
+            BEHAVIOUR_BUILTIN,
+            OPERATION_START_TRACKING,
+            principal.clone(),
+        );
+        event.event_attributes = context.clone();
+        event.event_attributes.insert(
+            "arc_description".into(),
+            Value::String("seen again in the hub".into()),
+        );
+        events.push(event);
+    }
+    if !changed.is_empty() || recreated {
+        let mut event = NewEvent::new(
+            BEHAVIOUR_RECORD_EVIDENCE,
+            OPERATION_RECORD,
+            principal.clone(),
+        );
+        event.event_attributes = event_attributes();
+        let (kind, description) = if recreated {
+            (
+                "Recreated",
+                "deleted and created again under the same id: a new device",
+            )
+        } else {
+            ("Changed", "changed in the hub since the last import")
+        };
+        event
+            .event_attributes
+            .insert("arc_display_type".into(), Value::String(kind.into()));
+        event
+            .event_attributes
+            .insert("arc_description".into(), Value::String(description.into()));
+        event.asset_attributes = changed;
+        events.push(event);
+    }
+    let mut merged = stored.attributes.clone();
+    for event in &events {
+        for (name, value) in &event.asset_attributes {
+            merged.insert(name.clone(), value.clone());
+        }
+    }
+    UpsertPlan::Change {
+        events,
+        attributes: merged,
+        tracked: true,
+        recreated,
+        tracked_again,
+    }
+}
+
+/// A new asset a page write inserts, with its `NewAsset` event.
+#[derive(Debug, Clone)]
+pub struct PlannedInsert<'a> {
+    pub id: Uuid,
+    pub upsert: &'a AssetUpsert,
+    pub event: NewEvent,
+}
+
+/// An existing asset a page write changes: its new attributes and incarnation (it is
+/// tracked afterwards), and the events that say why, in order.
+#[derive(Debug, Clone)]
+pub struct PlannedUpdate<'a> {
+    pub id: Uuid,
+    pub upsert: &'a AssetUpsert,
+    pub attributes: Attributes,
+    pub events: Vec<NewEvent>,
+}
+
+/// Everything one page write does, decided before anything is written.
+#[derive(Debug, Clone, Default)]
+pub struct PagePlan<'a> {
+    pub inserts: Vec<PlannedInsert<'a>>,
+    pub updates: Vec<PlannedUpdate<'a>>,
+    pub breakdown: ImportBreakdown,
+}
+
+impl PagePlan<'_> {
+    /// Every event of the plan with the asset it belongs to, inserts first.
+    pub fn events(&self) -> impl Iterator<Item = (Uuid, &NewEvent)> {
+        self.inserts
+            .iter()
+            .map(|insert| (insert.id, &insert.event))
+            .chain(
+                self.updates
+                    .iter()
+                    .flat_map(|update| update.events.iter().map(move |e| (update.id, e))),
+            )
+    }
+}
+
+/// Plans a page write: `assets` are the page's distinct keys ([`crate::distinct_sorted`]),
+/// `stored` what the store holds for them, keyed by `source_key`. New assets get
+/// time-ordered ids (new rows append to the id index).
+pub fn plan_page<'a>(
+    assets: &[&'a AssetUpsert],
+    stored: &std::collections::HashMap<String, StoredAsset>,
+    context: &ImportContext,
+) -> PagePlan<'a> {
+    let mut plan = PagePlan::default();
+    for upsert in assets {
+        let existing = stored.get(&upsert.source_key);
+        match plan_upsert(
+            existing,
+            &upsert.attributes,
+            &upsert.observation,
+            &context.event_attributes,
+            &context.principal,
+        ) {
+            UpsertPlan::Unchanged => plan.breakdown.unchanged += 1,
+            UpsertPlan::Create { event } => {
+                plan.breakdown.created += 1;
+                plan.inserts.push(PlannedInsert {
+                    id: Uuid::now_v7(),
+                    upsert,
+                    event: *event,
+                });
+            }
+            UpsertPlan::Change {
+                events,
+                attributes,
+                recreated,
+                tracked_again,
+                ..
+            } => {
+                // `Change` is only planned for a stored asset.
+                let Some(existing) = existing else { continue };
+                plan.breakdown.changed += 1;
+                plan.breakdown.recreated += u64::from(recreated);
+                plan.breakdown.tracked_again += u64::from(tracked_again);
+                plan.updates.push(PlannedUpdate {
+                    id: existing.id,
+                    upsert,
+                    attributes,
+                    events,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// The `StopTracking` event an import records on an asset whose device left the hub.
+pub fn stop_tracking_event(context: &ImportContext) -> NewEvent {
+    let mut event = NewEvent::new(
+        BEHAVIOUR_BUILTIN,
+        OPERATION_STOP_TRACKING,
+        context.principal.clone(),
+    );
+    event.event_attributes = context.event_attributes.clone();
+    event.event_attributes.insert(
+        "arc_description".into(),
+        Value::String("no longer in the hub".into()),
+    );
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(value: Value) -> Attributes {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn changed_attributes_names_only_what_changed_and_blanks_what_went() {
+        let old = attrs(json!({"a": "1", "b": "2", "c": "3"}));
+        let new = attrs(json!({"a": "1", "b": "20", "d": "4"}));
+        assert_eq!(
+            changed_attributes(&old, &new),
+            attrs(json!({"b": "20", "c": "", "d": "4"}))
+        );
+        assert!(changed_attributes(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn incarnation_rules() {
+        let g = |g: &str, v| Incarnation {
+            generation: Some(g.into()),
+            version: Some(v),
+        };
+        let v = |v| Incarnation {
+            generation: None,
+            version: Some(v),
+        };
+        assert!(g("1", 5).is_new_after(&g("2", 1)));
+        assert!(!g("1", 1).is_new_after(&g("1", 5)));
+        assert!(v(1).is_new_after(&v(3)));
+        assert!(!v(3).is_new_after(&v(3)));
+        assert!(!Incarnation::default().is_new_after(&v(3)));
+    }
+
+    #[test]
+    fn builtin_events_are_checked_when_recorded_not_when_replayed() {
+        let mut a = Attributes::new();
+        let mut tracked = true;
+        let none = Attributes::new();
+        apply_event(&mut a, &mut tracked, "Builtin", "StopTracking", &none, true).unwrap();
+        assert!(!tracked);
+        assert_eq!(
+            apply_event(&mut a, &mut tracked, "Builtin", "StopTracking", &none, true),
+            Err(EventRefused::AlreadyStopped)
+        );
+        apply_event(
+            &mut a,
+            &mut tracked,
+            "Builtin",
+            "StopTracking",
+            &none,
+            false,
+        )
+        .unwrap();
+        assert!(apply_event(&mut a, &mut tracked, "Firmware", "Update", &none, true).is_err());
+    }
+
+    #[test]
+    fn plans() {
+        let p = Principal::default();
+        let ctx = attrs(json!({"iothub_import": "iothubgdr/x"}));
+        let obs = Observation::default();
+        let a1 = attrs(json!({"s": "enabled"}));
+        assert!(matches!(
+            plan_upsert(None, &a1, &obs, &ctx, &p),
+            UpsertPlan::Create { .. }
+        ));
+        let stored = StoredAsset {
+            id: Uuid::nil(),
+            attributes: a1.clone(),
+            tracked: true,
+            incarnation: Incarnation::default(),
+        };
+        assert_eq!(
+            plan_upsert(Some(&stored), &a1, &obs, &ctx, &p),
+            UpsertPlan::Unchanged
+        );
+        let a2 = attrs(json!({"s": "disabled"}));
+        match plan_upsert(Some(&stored), &a2, &obs, &ctx, &p) {
+            UpsertPlan::Change { events, .. } => {
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].asset_attributes, a2);
+                assert_eq!(events[0].event_attributes["iothub_import"], "iothubgdr/x");
+            }
+            other => panic!("{other:?}"),
+        }
+        let stopped = StoredAsset {
+            tracked: false,
+            ..stored
+        };
+        match plan_upsert(Some(&stopped), &a1, &obs, &ctx, &p) {
+            UpsertPlan::Change {
+                events,
+                tracked_again,
+                ..
+            } => {
+                assert!(tracked_again);
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].operation, OPERATION_START_TRACKING);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
