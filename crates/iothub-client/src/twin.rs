@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct Twin {
     pub device_id: String,
+    /// Which incarnation of the device id this is: a device deleted and created again gets
+    /// a new one. Registry reads and export jobs carry it; twin query results may not.
+    #[serde(default)]
+    pub generation_id: Option<String>,
     #[serde(default)]
     pub etag: Option<String>,
     #[serde(default)]

@@ -15,6 +15,8 @@ use crate::{ApiError, ApiState};
 pub struct Caller {
     pub tenant_id: uuid::Uuid,
     pub client_id: String,
+    /// The app registration's display name (the `principal_accepted` of its events).
+    pub display_name: String,
 }
 
 impl FromRequestParts<ApiState> for Caller {
@@ -48,6 +50,7 @@ impl FromRequestParts<ApiState> for Caller {
             Some(app) if app.tenant.id == claims.tenant => Ok(Caller {
                 tenant_id: claims.tenant,
                 client_id: claims.sub,
+                display_name: app.display_name,
             }),
             _ => Err(ApiError::unauthenticated(
                 "the bearer token's app registration no longer exists",

@@ -134,6 +134,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::token::routes())
         .merge(routes::locations::routes())
         .merge(routes::assets::routes())
+        .merge(routes::events::routes())
         .merge(routes::iothubgdr::routes())
         .merge(routes::openapi::routes())
         // The web console's static files under /console/ (not API routes: no OpenAPI entry).

@@ -1,5 +1,7 @@
 //! List requests: `page_size`, opaque `page_token`s that carry the whole query they
-//! continue, filters in dotted form, and `X-Request-Total-Count`.
+//! continue, filters in dotted form (`attributes.<name>=<value>`, `=*` for "set and not
+//! empty", `!=*` for "not set"), and `X-Request-Total-Count`. [`answer_list`] is the one
+//! path every list endpoint takes from query string to answer.
 //!
 //! A page token is base64url of a small JSON document `{"k": kind, "q": query, "b":
 //! before_seq}`, a dot, and base64url of its HMAC-SHA256 under the database's paging key.
@@ -21,6 +23,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use iothubgdr_store::{AttributeFilter, AttributeMatch, AttributeTest, Page, PageRequest};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -41,8 +44,10 @@ pub const MAX_FILTER_CHARS: usize = 4096;
 /// The longest `page_token` accepted: longer than any token the server issues.
 pub const MAX_PAGE_TOKEN_CHARS: usize = 48 * 1024;
 
-/// The prefix of attribute filters: `attributes.<name>=<value>`.
-pub const ATTRIBUTE_FILTER_PREFIX: &str = "attributes.";
+/// The attribute map of assets and locations: `attributes.<name>=<value>`.
+pub const ATTRIBUTES: &str = "attributes";
+/// The wildcard value: `<map>.<name>=*` (set and not empty), `<map>.<name>!=*` (not set).
+pub const WILDCARD: &str = "*";
 
 /// The request header asking for the number of matching items, and the answer's header.
 pub const REQUEST_TOTAL_COUNT: &str = "x-request-total-count";
@@ -57,17 +62,18 @@ pub struct ListQuery {
     pub page_token: Option<String>,
     /// Plain filters such as `display_name`, by name.
     pub filters: BTreeMap<String, String>,
-    /// `attributes.<name>=<value>` filters, in request order.
-    pub attributes: Vec<(String, String)>,
+    /// `<map>.<name>=<value>` filters (`map` is `attributes`, `event_attributes`, ...),
+    /// in request order.
+    pub attributes: Vec<(String, AttributeMatch)>,
 }
 
 impl ListQuery {
     /// Parses a raw query string. `plain_filters` are the names this list filters on
-    /// besides `attributes.<name>`; `allow_attributes` says whether it takes those.
+    /// besides `<map>.<name>`; `attribute_maps` are the maps it filters on (`attributes`).
     pub fn parse(
         raw: Option<&str>,
         plain_filters: &[&str],
-        allow_attributes: bool,
+        attribute_maps: &[&str],
     ) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|err| ApiError::invalid_argument(format!("malformed query string: {err}")))?;
@@ -93,23 +99,16 @@ impl ListQuery {
                 if !value.is_empty() {
                     query.page_token = Some(value);
                 }
-            } else if let Some(attribute) = name.strip_prefix(ATTRIBUTE_FILTER_PREFIX) {
-                if !allow_attributes {
-                    return Err(unknown(&name));
-                }
-                if attribute.is_empty() {
-                    return Err(ApiError::invalid_argument(
-                        "query parameter `attributes.` needs an attribute name",
-                    ));
-                }
-                crate::validate::max_len("attribute filter name", attribute)?;
-                crate::validate::max_len("attribute filter value", &value)?;
-                query.attributes.push((attribute.to_owned(), value));
             } else if plain_filters.contains(&name.as_str()) {
                 crate::validate::max_len(&name, &value)?;
                 if query.filters.insert(name.clone(), value).is_some() {
                     return Err(repeated(&name));
                 }
+            } else if let Some((map, attribute)) = split_attribute(&name, attribute_maps) {
+                crate::validate::max_len("attribute filter name", attribute)?;
+                crate::validate::max_len("attribute filter value", &value)?;
+                let test = attribute_match(map, attribute, value)?;
+                query.attributes.push((map.to_owned(), test));
             } else {
                 return Err(unknown(&name));
             }
@@ -119,14 +118,20 @@ impl ListQuery {
                 .filters
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str()))
-                .chain(
-                    query
-                        .attributes
-                        .iter()
-                        .map(|(name, value)| (name.as_str(), value.as_str())),
-                ),
+                .chain(query.attributes.iter().map(|(_, test)| match_pair(test))),
         )?;
         Ok(query)
+    }
+
+    /// The tests this request makes on one attribute map.
+    pub fn attribute_filter(&self, map: &str) -> AttributeFilter {
+        AttributeFilter(
+            self.attributes
+                .iter()
+                .filter(|(m, _)| m == map)
+                .map(|(_, test)| test.clone())
+                .collect(),
+        )
     }
 
     /// Did the request name any filter?
@@ -163,6 +168,48 @@ pub fn check_filters<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Res
         )));
     }
     Ok(())
+}
+
+/// An attribute test as the name and value it was asked with, for the bounds.
+pub fn match_pair(test: &AttributeMatch) -> (&str, &str) {
+    match &test.test {
+        AttributeTest::Equals(value) => (test.name.as_str(), value.as_str()),
+        AttributeTest::Present | AttributeTest::Absent => (test.name.as_str(), WILDCARD),
+    }
+}
+
+/// `(<map>, <name>)` of a `<map>.<name>` parameter whose map this list filters on.
+fn split_attribute<'a>(name: &'a str, maps: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    let (map, attribute) = name.split_once('.')?;
+    maps.iter().find(|m| **m == map).map(|m| (*m, attribute))
+}
+
+/// `name=value`, `name=*` or `name!=*` (which a query string parses as `name!` = `*`).
+fn attribute_match(map: &str, name: &str, value: String) -> Result<AttributeMatch, ApiError> {
+    let (name, negated) = match name.strip_suffix('!') {
+        Some(name) => (name, true),
+        None => (name, false),
+    };
+    if name.is_empty() {
+        return Err(ApiError::invalid_argument(format!(
+            "query parameter `{map}.` needs an attribute name"
+        )));
+    }
+    let test = match (negated, value == WILDCARD) {
+        (false, false) => AttributeTest::Equals(value),
+        (false, true) => AttributeTest::Present,
+        (true, true) => AttributeTest::Absent,
+        (true, false) => {
+            return Err(ApiError::invalid_argument(format!(
+                "query parameter `{map}.{}!`: `!=` takes only the wildcard `*`",
+                crate::validate::shown_name(name)
+            )))
+        }
+    };
+    Ok(AttributeMatch {
+        name: name.to_owned(),
+        test,
+    })
 }
 
 fn repeated(name: &str) -> ApiError {
@@ -318,15 +365,41 @@ where
     }
 }
 
-/// The answer of a list: `body`, with `X-Total-Count` from `count` when the request asked
-/// for it (`count` is not run otherwise).
-pub async fn list_answer<B: Serialize>(
+/// One list request from query to answer, for every list: the query to run (the request's
+/// own, or the one its signed page token carries), one page of it from `fetch`, the token
+/// that continues it, and `X-Total-Count` from `count` when asked. `body` shapes the answer.
+#[allow(clippy::too_many_arguments)]
+pub async fn answer_list<Q, T, B, F, C>(
+    key: &PagingKey,
+    kind: &str,
     headers: &HeaderMap,
-    body: B,
-    count: impl std::future::Future<Output = Result<u64, iothubgdr_store::StoreError>>,
-) -> Result<Response, ApiError> {
+    list: &ListQuery,
+    asked: Q,
+    fetch: impl FnOnce(Q, PageRequest) -> F,
+    count: impl FnOnce(Q) -> C,
+    body: impl FnOnce(Vec<T>, Option<String>) -> B,
+) -> Result<Response, ApiError>
+where
+    Q: Serialize + DeserializeOwned + PartialEq + Clone + Filters,
+    B: Serialize,
+    F: std::future::Future<Output = Result<Page<T>, ApiError>>,
+    C: std::future::Future<Output = Result<u64, ApiError>>,
+{
+    let (query, before_seq) = resolve(key, kind, list, asked)?;
+    let page = fetch(
+        query.clone(),
+        PageRequest {
+            page_size: list.page_size,
+            before_seq,
+        },
+    )
+    .await?;
+    let next_page_token = page
+        .next_before_seq
+        .map(|seq| encode_page_token(key, kind, &query, seq));
+    let body = body(page.items, next_page_token);
     if wants_total_count(headers)? {
-        let count = count.await?;
+        let count = count(query).await?;
         Ok(([total_count_header(count)], Json(body)).into_response())
     } else {
         Ok(Json(body).into_response())
@@ -424,17 +497,17 @@ mod tests {
         let many: Vec<String> = (0..=MAX_FILTERS)
             .map(|i| format!("attributes.a{i}=v"))
             .collect();
-        assert!(ListQuery::parse(Some(&many.join("&")), &[], true).is_err());
+        assert!(ListQuery::parse(Some(&many.join("&")), &[], &[ATTRIBUTES]).is_err());
         let ten: Vec<String> = (0..MAX_FILTERS)
             .map(|i| format!("attributes.a{i}=v"))
             .collect();
-        assert!(ListQuery::parse(Some(&ten.join("&")), &[], true).is_ok());
+        assert!(ListQuery::parse(Some(&ten.join("&")), &[], &[ATTRIBUTES]).is_ok());
         let long = format!("attributes.x={}", "v".repeat(1025));
-        assert!(ListQuery::parse(Some(&long), &[], true).is_err());
+        assert!(ListQuery::parse(Some(&long), &[], &[ATTRIBUTES]).is_err());
         let wide: Vec<String> = (0..5)
             .map(|i| format!("attributes.a{i}={}", "v".repeat(1000)))
             .collect();
-        let err = ListQuery::parse(Some(&wide.join("&")), &[], true).unwrap_err();
+        let err = ListQuery::parse(Some(&wide.join("&")), &[], &[ATTRIBUTES]).unwrap_err();
         assert!(err.message.contains("4096"), "{}", err.message);
     }
 
@@ -452,17 +525,38 @@ mod tests {
         let q = ListQuery::parse(
             Some("page_size=5&display_name=a%20b&attributes.x=1&attributes.y=2&page_token="),
             &["display_name"],
-            true,
+            &[ATTRIBUTES],
         )
         .unwrap();
         assert_eq!(q.page_size, 5);
         assert_eq!(q.page_token, None);
         assert_eq!(q.filters.get("display_name").unwrap(), "a b");
         assert_eq!(
-            q.attributes,
-            vec![("x".into(), "1".into()), ("y".into(), "2".into())]
+            q.attribute_filter(ATTRIBUTES),
+            AttributeFilter::equals([("x", "1"), ("y", "2")])
         );
-        assert!(ListQuery::parse(Some("colour=red"), &[], true).is_err());
-        assert!(ListQuery::parse(Some("attributes.x=1"), &[], false).is_err());
+        assert!(ListQuery::parse(Some("colour=red"), &[], &[ATTRIBUTES]).is_err());
+        assert!(ListQuery::parse(Some("attributes.x=1"), &[], &[]).is_err());
+        assert!(ListQuery::parse(Some("attributes.=1"), &[], &[ATTRIBUTES]).is_err());
+    }
+
+    #[test]
+    fn wildcards_and_other_maps() {
+        let q = ListQuery::parse(
+            Some("attributes.a=*&attributes.b!=*&event_attributes.c=3"),
+            &[],
+            &[ATTRIBUTES, "event_attributes"],
+        )
+        .unwrap();
+        let tests = q.attribute_filter(ATTRIBUTES).0;
+        assert_eq!(tests[0].test, AttributeTest::Present);
+        assert_eq!(tests[1].name, "b");
+        assert_eq!(tests[1].test, AttributeTest::Absent);
+        assert_eq!(
+            q.attribute_filter("event_attributes"),
+            AttributeFilter::equals([("c", "3")])
+        );
+        assert!(ListQuery::parse(Some("attributes.b!=x"), &[], &[ATTRIBUTES]).is_err());
+        assert!(ListQuery::parse(Some("asset_attributes.c=3"), &[], &[ATTRIBUTES]).is_err());
     }
 }

@@ -203,7 +203,7 @@ impl Engine {
         let mut new = NewImport {
             id,
             tenant_id,
-            display_name,
+            display_name: display_name.clone(),
             arc_home_location_identity: arc_home_location_identity.clone(),
             hub_host: None,
             worker_id: inner.config.worker_id,
@@ -239,6 +239,7 @@ impl Engine {
             tenant_id,
             connection,
             home_location: arc_home_location_identity,
+            display_name,
         });
         let admission = inner.store.import_create(new, limits).await;
         match admission {

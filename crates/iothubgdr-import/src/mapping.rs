@@ -7,9 +7,19 @@
 //!
 //! A twin that breaks IoT Hub's own limits ([`check_twin`]) cannot have come from a real hub
 //! and is not copied at all: the import counts it as refused.
+//!
+//! Facts split in two. Descriptive facts (status, tags, IoT Edge capability, model id,
+//! authentication type, scope, ...) are the asset's attributes: a change in them is a change
+//! of the device, recorded as an event. Volatile facts (connection state, last activity,
+//! the twin's etag and version) change on every heartbeat or reported property; as asset
+//! attributes they would either make an event on every import of a live hub (a history of
+//! noise, and a write per device per import) or be overwritten without an event (an asset
+//! that is no longer what its events say, and `at_time` answers that lie). So they ride in
+//! the `event_attributes` of the events that are recorded anyway: the state of the device
+//! when it was first seen, when it changed, when it came back.
 
 use iothub_client::Twin;
-use iothubgdr_store::{AssetUpsert, Attributes};
+use iothubgdr_store::{AssetUpsert, Attributes, Incarnation, Observation};
 use serde_json::Value;
 
 /// The asset behaviours an imported device gets, as the Archivist's own assets have.
@@ -149,6 +159,10 @@ pub fn source_key(hub_host: &str, device_id: &str) -> String {
 pub struct MappedPage {
     pub assets: Vec<AssetUpsert>,
     pub refused: u64,
+    /// The source keys of refused twins whose device id is valid: the device is in the hub
+    /// (only its twin is over a limit), so an asset imported for it before must not be
+    /// stopped. A refused id is never a key an import wrote.
+    pub refused_keys: Vec<String>,
 }
 
 /// Maps a page, telling `on_refused` about each twin that [`check_twin`] refuses.
@@ -161,6 +175,7 @@ pub fn map_page(
     let mut page = MappedPage {
         assets: Vec::with_capacity(twins.len()),
         refused: 0,
+        refused_keys: Vec::new(),
     };
     for twin in twins {
         match check_twin(twin) {
@@ -169,6 +184,13 @@ pub fn map_page(
                 .push(device_asset(hub_host, twin, home_location)),
             Err(reason) => {
                 page.refused += 1;
+                if matches!(
+                    reason,
+                    TwinRefusal::TagsTooLarge | TwinRefusal::FactTooLong(_)
+                ) {
+                    page.refused_keys
+                        .push(source_key(hub_host, &twin.device_id));
+                }
                 on_refused(twin, reason);
             }
         }
@@ -210,11 +232,7 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
     );
     put("iothub_status", twin.status.as_deref());
     put("iothub_status_reason", twin.status_reason.as_deref());
-    put("iothub_connection_state", twin.connection_state.as_deref());
-    put(
-        "iothub_last_activity_time",
-        twin.last_activity_time.as_deref(),
-    );
+    put("iothub_generation_id", twin.generation_id.as_deref());
     put(
         "iothub_authentication_type",
         twin.authentication_type.as_deref(),
@@ -224,10 +242,6 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
         twin.model_id.as_deref().filter(|m| !m.is_empty()),
     );
     put("iothub_device_scope", twin.device_scope.as_deref());
-    put("iothub_etag", twin.etag.as_deref());
-    if let Some(version) = twin.version {
-        put("iothub_twin_version", Some(&version.to_string()));
-    }
     // Tags are flattened to one string attribute each, so that they can be filtered on with
     // `attributes.iothub_tag_<name>=<value>` like any other attribute.
     if let Some(tags) = &twin.tags {
@@ -243,6 +257,28 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
         source_key: source_key(hub_host, &twin.device_id),
         behaviours: BEHAVIOURS.iter().map(|b| (*b).to_owned()).collect(),
         attributes,
+        observation: observation(twin),
+    }
+}
+
+/// The volatile facts of a twin, for the events of this import, and its incarnation.
+fn observation(twin: &Twin) -> Observation {
+    let mut event_attributes = Attributes::new();
+    let mut put = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            event_attributes.insert(name.to_owned(), Value::String(value));
+        }
+    };
+    put("iothub_twin_version", twin.version.map(|v| v.to_string()));
+    put("iothub_etag", twin.etag.clone());
+    put("iothub_connection_state", twin.connection_state.clone());
+    put("iothub_last_activity_time", twin.last_activity_time.clone());
+    Observation {
+        event_attributes,
+        incarnation: Incarnation {
+            generation: twin.generation_id.clone(),
+            version: twin.version,
+        },
     }
 }
 
@@ -280,7 +316,14 @@ mod tests {
         assert_eq!(a["arc_home_location_identity"], "locations/abc");
         assert_eq!(a["iothub_tag_building"], "B1");
         assert_eq!(a["iothub_tag_floor"], "3");
-        assert_eq!(a["iothub_twin_version"], "4");
+        // Volatile facts ride on events, never as attributes that would change each import.
+        assert!(!a.contains_key("iothub_twin_version"));
+        assert!(!a.contains_key("iothub_connection_state"));
+        assert!(!a.contains_key("iothub_last_activity_time"));
+        let seen = &asset.observation.event_attributes;
+        assert_eq!(seen["iothub_twin_version"], "4");
+        assert_eq!(seen["iothub_last_activity_time"], "2026-11-01T10:00:00Z");
+        assert_eq!(asset.observation.incarnation.version, Some(4));
         let all = serde_json::to_string(a).expect("json");
         assert!(
             !all.contains("do-not-copy"),

@@ -25,6 +25,8 @@ pub(crate) struct QueuedJob {
     pub(crate) tenant_id: Uuid,
     pub(crate) connection: ConnectionString,
     pub(crate) home_location: Option<String>,
+    /// The import's name: the principal of the events it records.
+    pub(crate) display_name: String,
 }
 
 /// The jobs of this process.

@@ -15,7 +15,7 @@ use iothubgdr_import::{
     Engine, EngineConfig, ImportRequest, LimitScope, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
 };
 use iothubgdr_store::{
-    AttributeFilter, Import, ImportLimits, ImportStatus, NewApp, PageRequest, Store,
+    AssetFilter, Import, ImportLimits, ImportStatus, NewApp, PageRequest, Store,
 };
 use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
 use uuid::Uuid;
@@ -184,7 +184,7 @@ async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
 
 async fn asset_count(store: &Arc<dyn Store>, tenant: Uuid) -> u64 {
     store
-        .asset_count(tenant, &AttributeFilter::default())
+        .asset_count(tenant, &AssetFilter::default())
         .await
         .expect("count")
 }
@@ -532,7 +532,7 @@ async fn two_engines_importing_one_hub_leave_one_asset_per_device(db: TestDataba
         let page = store
             .asset_list(
                 tenant,
-                &AttributeFilter::default(),
+                &AssetFilter::default(),
                 PageRequest {
                     page_size: 500,
                     before_seq,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, IdStyle, RunningEmulator};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{AttributeFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
 use iothubgdr_store_sqlite::SqliteStore;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -124,7 +124,7 @@ async fn parallel_parts_import_every_device_exactly_once_under_faults() {
     assert_eq!(import.number_assets_imported, 25_000);
     let assets = f
         .store
-        .asset_count(tenant, &AttributeFilter::default())
+        .asset_count(tenant, &AssetFilter::default())
         .await
         .expect("count");
     assert_eq!(assets, 25_000);

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iothubgdr_store::{
-    Admission, AssetUpsert, ImportLimits, NewApp, NewImport, PageWrite, Store, StoreResult,
+    Admission, AssetUpsert, ImportContext, ImportLimits, NewApp, NewImport, Observation, PageWrite,
+    Store, StoreResult,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -33,6 +34,23 @@ pub fn device(n: usize, colour: &str) -> AssetUpsert {
         source_key: format!("hub.example/device-{n}"),
         behaviours: vec!["RecordEvidence".into()],
         attributes,
+        observation: Observation::default(),
+    }
+}
+
+/// The context of an import's events in cases that do not look at them.
+pub fn context() -> ImportContext {
+    ImportContext::default()
+}
+
+/// `number_assets_imported` of a write, `None` when it was stopped.
+pub fn imported(write: &PageWrite) -> Option<u64> {
+    match write {
+        PageWrite::Written {
+            number_assets_imported,
+            ..
+        } => Some(*number_assets_imported),
+        PageWrite::Stopped(_) => None,
     }
 }
 
@@ -84,7 +102,7 @@ pub async fn write_retrying(
 ) -> PageWrite {
     let mut attempt = 0;
     loop {
-        let written: StoreResult<PageWrite> = store.import_write_page(id, tenant_id, page).await;
+        let written: StoreResult<PageWrite> = store.import_write_page(id, tenant_id, &context(), page).await;
         match written {
             Ok(written) => return written,
             Err(err) if err.is_retryable() && attempt < 20 => {

@@ -120,6 +120,14 @@ macro_rules! store_conformance_tests {
             admissions_on_two_handles_share_one_limit,
             another_tenant_cannot_touch_a_running_import,
             an_import_id_is_unique_and_a_duplicate_changes_nothing,
+            creating_an_asset_records_its_new_asset_event,
+            posted_events_change_the_asset_or_are_refused,
+            imports_record_only_what_changed,
+            devices_gone_from_the_hub_stop_and_come_back,
+            at_time_answers_the_asset_as_its_events_left_it,
+            events_filter_and_page,
+            two_imports_of_one_hub_record_each_device_once,
+            a_stopped_import_records_no_event,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -2,7 +2,8 @@
 //! errors. Every value read back is checked: a corrupt row becomes a `StoreError`.
 
 use iothubgdr_store::{
-    App, Asset, Attributes, Import, ImportStatus, Location, StoreError, StoreResult, Tenant,
+    App, Asset, Attributes, Import, ImportBreakdown, ImportStatus, Location, StoreError,
+    StoreResult, Tenant,
 };
 use serde::de::DeserializeOwned;
 use sqlx::postgres::PgRow;
@@ -82,7 +83,7 @@ pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> StoreResu
     })
 }
 
-fn json_col<T: DeserializeOwned>(row: &PgRow, name: &str) -> StoreResult<T> {
+pub(crate) fn json_col<T: DeserializeOwned>(row: &PgRow, name: &str) -> StoreResult<T> {
     let value: serde_json::Value = row.try_get(name).map_err(backend)?;
     serde_json::from_value(value).map_err(|err| StoreError::Backend {
         context: format!("bad JSON in column {name}"),
@@ -135,6 +136,7 @@ pub(crate) fn asset_from_row(row: &PgRow) -> StoreResult<Asset> {
         tenant_id: row.try_get("tenant_id").map_err(backend)?,
         behaviours: json_col(row, "behaviours")?,
         attributes: json_col::<Attributes>(row, "attributes")?,
+        tracked: row.try_get("tracked").map_err(backend)?,
         at_time: row.try_get("at_time").map_err(backend)?,
         created_at: row.try_get("created_at").map_err(backend)?,
         seq: row.try_get("seq").map_err(backend)?,
@@ -153,6 +155,14 @@ pub(crate) fn import_from_row(row: &PgRow) -> StoreResult<Import> {
         number_assets_imported: u64_col(row, "number_assets_imported")?,
         number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
         number_devices_refused: u64_col(row, "number_devices_refused")?,
+        breakdown: ImportBreakdown {
+            created: u64_col(row, "number_assets_created")?,
+            changed: u64_col(row, "number_assets_changed")?,
+            unchanged: u64_col(row, "number_assets_unchanged")?,
+            stopped_tracking: u64_col(row, "number_assets_stopped_tracking")?,
+            tracked_again: u64_col(row, "number_assets_tracked_again")?,
+            recreated: u64_col(row, "number_assets_recreated")?,
+        },
         hub_host: row.try_get("hub_host").map_err(backend)?,
         worker_id: row
             .try_get::<Option<Uuid>, _>("worker_id")

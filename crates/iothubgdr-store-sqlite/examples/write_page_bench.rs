@@ -1,10 +1,11 @@
-//! Measures `import_write_page`: pages of new assets, then the same pages again (updates).
+//! Measures `import_write_page`: pages of new assets (with their events), then the same
+//! pages again with one attribute changed (one event each).
 //!
 //! `cargo run --release -p iothubgdr-store-sqlite --example write_page_bench -- [pages] [page size]`
 
 use std::time::Instant;
 
-use iothubgdr_store::{AssetUpsert, ImportLimits, NewApp, NewImport, Store};
+use iothubgdr_store::{AssetUpsert, ImportContext, ImportLimits, NewApp, NewImport, Store};
 use iothubgdr_store_sqlite::SqliteStore;
 use serde_json::json;
 use uuid::Uuid;
@@ -58,10 +59,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         source_key: format!("bench.azure-devices.net/device-{device}"),
                         behaviours: vec!["RecordEvidence".into()],
                         attributes,
+                        observation: Default::default(),
                     }
                 })
                 .collect();
-            store.import_write_page(id, tenant_id, &assets).await?;
+            store
+                .import_write_page(id, tenant_id, &ImportContext::default(), &assets).await?;
         }
         let elapsed = started.elapsed();
         let total = pages * page_size;

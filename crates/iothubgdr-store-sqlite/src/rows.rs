@@ -2,7 +2,8 @@
 //! is checked: a corrupt row becomes a `StoreError`, never a panic.
 
 use iothubgdr_store::{
-    App, Asset, Attributes, Import, ImportStatus, Location, StoreError, StoreResult, Tenant,
+    App, Asset, Attributes, Import, ImportBreakdown, ImportStatus, Location, StoreError,
+    StoreResult, Tenant,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -122,6 +123,7 @@ pub(crate) fn asset_from_row(row: &SqliteRow) -> StoreResult<Asset> {
         tenant_id: uuid_col(row, "tenant_id")?,
         behaviours: json_col(row, "behaviours")?,
         attributes: json_col::<Attributes>(row, "attributes")?,
+        tracked: row.try_get::<i64, _>("tracked").map_err(backend)? != 0,
         at_time: time_col(row, "at_time")?,
         created_at: time_col(row, "created_at")?,
         seq: row.try_get("seq").map_err(backend)?,
@@ -142,6 +144,14 @@ pub(crate) fn import_from_row(row: &SqliteRow) -> StoreResult<Import> {
         number_assets_imported: u64_col(row, "number_assets_imported")?,
         number_devices_total: total.map(|n| u64::try_from(n).unwrap_or(0)),
         number_devices_refused: u64_col(row, "number_devices_refused")?,
+        breakdown: ImportBreakdown {
+            created: u64_col(row, "number_assets_created")?,
+            changed: u64_col(row, "number_assets_changed")?,
+            unchanged: u64_col(row, "number_assets_unchanged")?,
+            stopped_tracking: u64_col(row, "number_assets_stopped_tracking")?,
+            tracked_again: u64_col(row, "number_assets_tracked_again")?,
+            recreated: u64_col(row, "number_assets_recreated")?,
+        },
         hub_host: row.try_get("hub_host").map_err(backend)?,
         worker_id: worker_id
             .map(|text| {

@@ -182,7 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 asset.identity,
                 asset.attribute("arc_display_name"),
                 asset.attribute("arc_display_type"),
-                asset.attribute("iothub_connection_state"),
+                asset.attribute("iothub_status"),
             );
         }
     }

@@ -182,12 +182,12 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
         .click("#asset-filters .actions button.button-quiet")
         .await;
     browser
-        .type_into("#extra-name-1", "iothub_connection_state")
+        .type_into("#extra-name-1", "iothub_iot_edge")
         .await;
-    browser.type_into("#extra-value-1", "Connected").await;
+    browser.type_into("#extra-value-1", "true").await;
     browser.click("#apply-filters").await;
     let connected = api
-        .asset_count("attributes.iothub_connection_state=Connected")
+        .asset_count("attributes.iothub_iot_edge=true")
         .await;
     wait_summary(
         &browser,

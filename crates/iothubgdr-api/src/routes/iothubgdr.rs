@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use iothubgdr_import::{ImportRequest, SubmitError};
-use iothubgdr_store::{Import, ImportStatus, PageRequest};
+use iothubgdr_store::{Import, ImportBreakdown, ImportStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -82,6 +82,33 @@ pub(crate) struct OperationJson {
     error: Option<OperationError>,
 }
 
+/// How an import's assets divide, beside `number_assets_imported` (additions to the page's
+/// fields). `created + changed + unchanged = number_assets_imported`; `tracked_again` and
+/// `recreated` are parts of `changed`; `stopped_tracking` counts tracked assets of the hub
+/// whose device was gone when the import had read the whole hub.
+#[derive(Serialize)]
+struct Breakdown {
+    number_assets_created: u64,
+    number_assets_changed: u64,
+    number_assets_unchanged: u64,
+    number_assets_stopped_tracking: u64,
+    number_assets_tracked_again: u64,
+    number_assets_recreated: u64,
+}
+
+impl From<ImportBreakdown> for Breakdown {
+    fn from(b: ImportBreakdown) -> Self {
+        Self {
+            number_assets_created: b.created,
+            number_assets_changed: b.changed,
+            number_assets_unchanged: b.unchanged,
+            number_assets_stopped_tracking: b.stopped_tracking,
+            number_assets_tracked_again: b.tracked_again,
+            number_assets_recreated: b.recreated,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct OperationResult {
     display_name: String,
@@ -94,6 +121,8 @@ struct OperationResult {
     number_devices_total: Option<u64>,
     /// Twins not copied because they break IoT Hub's own limits (an addition too).
     number_devices_refused: u64,
+    #[serde(flatten)]
+    breakdown: Breakdown,
 }
 
 #[derive(Serialize)]
@@ -105,6 +134,8 @@ struct OperationError {
     #[serde(skip_serializing_if = "Option::is_none")]
     number_devices_total: Option<u64>,
     number_devices_refused: u64,
+    #[serde(flatten)]
+    breakdown: Breakdown,
 }
 
 impl From<Import> for OperationJson {
@@ -121,6 +152,7 @@ impl From<Import> for OperationJson {
                     error_message: import.error_message.unwrap_or_default(),
                     number_devices_total: import.number_devices_total,
                     number_devices_refused: import.number_devices_refused,
+                    breakdown: import.breakdown.into(),
                 }),
             ),
             status => (
@@ -131,6 +163,7 @@ impl From<Import> for OperationJson {
                     status: status_name(status),
                     number_devices_total: import.number_devices_total,
                     number_devices_refused: import.number_devices_refused,
+                    breakdown: import.breakdown.into(),
                 }),
                 None,
             ),
@@ -165,7 +198,7 @@ struct OperationList {
 }
 
 /// The imports list has no filters; its page token carries an empty query.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ImportQuery {}
 
 impl paging::Filters for ImportQuery {
@@ -306,25 +339,21 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let list = ListQuery::parse(raw.as_deref(), &[], false)?;
-    let (query, before_seq) = paging::resolve(&state.paging, KIND, &list, ImportQuery {})?;
-    let page = state
-        .store
-        .import_list(
-            caller.tenant_id,
-            PageRequest {
-                page_size: list.page_size,
-                before_seq,
-            },
-        )
-        .await?;
-    let next_page_token = page
-        .next_before_seq
-        .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
-    let body = OperationList {
-        operations: page.items.into_iter().map(OperationJson::from).collect(),
-        next_page_token,
-    };
-    let count = state.store.import_count(caller.tenant_id);
-    paging::list_answer(&headers, body, count).await
+    let list = ListQuery::parse(raw.as_deref(), &[], &[])?;
+    let store = &state.store;
+    let tenant = caller.tenant_id;
+    paging::answer_list(
+        &state.paging,
+        KIND,
+        &headers,
+        &list,
+        ImportQuery {},
+        |_, page| async move { Ok(store.import_list(tenant, page).await?) },
+        |_| async move { Ok(store.import_count(tenant).await?) },
+        |items, next_page_token| OperationList {
+            operations: items.into_iter().map(OperationJson::from).collect(),
+            next_page_token,
+        },
+    )
+    .await
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use iothubgdr_store::{
-    AttributeFilter, Attributes, Location, LocationFilter, NewLocation, PageRequest,
+    AttributeFilter, AttributeMatch, Attributes, Location, LocationFilter, NewLocation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -72,12 +72,12 @@ struct LocationList {
 }
 
 /// The query a locations page token carries.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct LocationQuery {
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     display_name: Option<String>,
     #[serde(rename = "a", default)]
-    attributes: Vec<(String, String)>,
+    attributes: Vec<AttributeMatch>,
 }
 
 impl paging::Filters for LocationQuery {
@@ -85,11 +85,7 @@ impl paging::Filters for LocationQuery {
         self.display_name
             .iter()
             .map(|name| ("display_name", name.as_str()))
-            .chain(
-                self.attributes
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str())),
-            )
+            .chain(self.attributes.iter().map(paging::match_pair))
             .collect()
     }
 }
@@ -150,31 +146,25 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let list = ListQuery::parse(raw.as_deref(), &["display_name"], true)?;
+    let list = ListQuery::parse(raw.as_deref(), &["display_name"], &[paging::ATTRIBUTES])?;
     let asked = LocationQuery {
         display_name: list.filters.get("display_name").cloned(),
-        attributes: list.attributes.clone(),
+        attributes: list.attribute_filter(paging::ATTRIBUTES).0,
     };
-    let (query, before_seq) = paging::resolve(&state.paging, KIND, &list, asked)?;
-    let filter = query.filter();
-    let page = state
-        .store
-        .location_list(
-            caller.tenant_id,
-            &filter,
-            PageRequest {
-                page_size: list.page_size,
-                before_seq,
-            },
-        )
-        .await?;
-    let next_page_token = page
-        .next_before_seq
-        .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
-    let body = LocationList {
-        locations: page.items.into_iter().map(LocationJson::from).collect(),
-        next_page_token,
-    };
-    let count = state.store.location_count(caller.tenant_id, &filter);
-    paging::list_answer(&headers, body, count).await
+    let store = &state.store;
+    let tenant = caller.tenant_id;
+    paging::answer_list(
+        &state.paging,
+        KIND,
+        &headers,
+        &list,
+        asked,
+        |query, page| async move { Ok(store.location_list(tenant, &query.filter(), page).await?) },
+        |query| async move { Ok(store.location_count(tenant, &query.filter()).await?) },
+        |items, next_page_token| LocationList {
+            locations: items.into_iter().map(LocationJson::from).collect(),
+            next_page_token,
+        },
+    )
+    .await
 }

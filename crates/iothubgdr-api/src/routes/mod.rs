@@ -1,6 +1,7 @@
 //! The route modules and what they share.
 
 pub(crate) mod assets;
+pub(crate) mod events;
 pub(crate) mod iothubgdr;
 pub(crate) mod locations;
 pub(crate) mod openapi;

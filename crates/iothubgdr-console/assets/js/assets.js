@@ -125,7 +125,7 @@ export function assetsPage(main, params) {
   const table = h("table", { class: "assets-table", "aria-describedby": "assets-summary" },
     h("caption", { class: "visually-hidden" }, "Assets"),
     h("thead", {}, h("tr", {},
-      ["Device", "Type", "Status", "Connection", "Hub", "Location", "Last activity"].map((c) => h("th", { scope: "col" }, c)))),
+      ["Device", "Type", "Status", "Tracked", "Hub", "Location", "Changed"].map((c) => h("th", { scope: "col" }, c)))),
     body);
   const previous = h("button", { type: "button", class: "button-quiet", id: "page-previous", disabled: true }, "Previous page");
   const next = h("button", { type: "button", class: "button-quiet", id: "page-next", disabled: true }, "Next page");
@@ -216,10 +216,12 @@ function assetRow(asset, names) {
     h("th", { scope: "row" }, h("a", { href: `#/assets/${encodeURIComponent(uuid)}` }, fmt.attributeText(a.arc_display_name) || uuid)),
     h("td", {}, fmt.attributeText(a.arc_display_type)),
     h("td", {}, h("span", { class: "badge", dataset: { status: fmt.attributeText(a.iothub_status) } }, fmt.attributeText(a.iothub_status))),
-    h("td", {}, fmt.attributeText(a.iothub_connection_state)),
+    // Connection state and last activity change with every heartbeat, so they are not
+    // attributes: they ride on the asset's events (its page shows them in the history).
+    h("td", {}, fmt.attributeText(asset.tracked)),
     h("td", {}, fmt.attributeText(a.iothub_hub)),
     h("td", {}, names.get(location) || location),
-    h("td", {}, fmt.time(fmt.attributeText(a.iothub_last_activity_time))));
+    h("td", {}, fmt.time(asset.at_time)));
 }
 
 /** Runs `tasks` (functions returning promises) at most `limit` at a time. */

@@ -4,9 +4,11 @@
 //! how the job ended.
 //!
 //! Extending it: a different way of reading (partitioned queries, an export job) is another
-//! producer of `Page`s for the same channel; a different way of writing (recording
-//! changes) belongs in the writer's batch step.
+//! producer of `Page`s for the same channel; a different way of writing belongs in the
+//! writer's batch step. The store decides per page what changed ([`history`] gives it the
+//! import's identity); once every device was read, the devices not seen are stopped.
 
+mod history;
 mod reader;
 mod writer;
 
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::engine::{Inner, MSG_RESTARTED};
-use crate::mapping::MappedPage;
+use crate::mapping::{source_key, MappedPage};
 use crate::schedule::QueuedJob;
 use crate::source::{self, ReadError, ReadPlan};
 
@@ -85,8 +87,12 @@ async fn execute(
         tenant_id,
         connection,
         home_location,
+        display_name,
     } = job;
     let hub_host = connection.host_name().to_owned();
+    let context = Arc::new(history::import_context(id, &hub_host, &display_name));
+    let hub_prefix = source_key(&hub_host, "");
+    let mut seen = history::SeenDevices::new();
     let mut options = inner.config.client.clone();
     options.observer = Some(Arc::new(inner.metrics.clone()));
     // The client takes the connection string: from here on the secret lives (and dies)
@@ -112,7 +118,29 @@ async fn execute(
     };
     // The reader owns the last copy of the secret; it ends with this function.
     let (pages, _reader) = reader::spawn(client, plan, hub, id, hub_host, home_location);
-    writer::write_all(inner, id, tenant_id, pages, cancel).await
+    let end = writer::write_all(inner, id, tenant_id, &context, &mut seen, pages, cancel).await?;
+    if !matches!(end, JobEnd::Completed) {
+        return Ok(end);
+    }
+    // Every part of the hub was read to its end: what is tracked from it and was not seen
+    // has left it. A cancel now stops the pass; the next finished import completes it.
+    let stop = history::stop_unseen(
+        inner.store.as_ref(),
+        id,
+        tenant_id,
+        &context,
+        &hub_prefix,
+        &seen,
+    );
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Ok(JobEnd::Cancelled),
+        _ = inner.shutdown.cancelled() => Ok(JobEnd::ShuttingDown),
+        stopped = stop => match stopped.map_err(store_failure)? {
+            Some(_) => Ok(JobEnd::Stopped),
+            None => Ok(JobEnd::Completed),
+        },
+    }
 }
 
 pub(crate) fn hub_failure(err: &dyn std::fmt::Display) -> String {

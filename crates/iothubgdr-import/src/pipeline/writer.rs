@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothubgdr_store::{AssetUpsert, PageWrite, StoreError};
+use iothubgdr_store::{AssetUpsert, ImportContext, PageWrite, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use super::history::SeenDevices;
 use super::{hub_failure, store_failure, JobEnd, Page};
 use crate::engine::Inner;
 use crate::mapping::MappedPage;
@@ -26,11 +27,15 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Writes every page the reader sends until it ends, the job is cancelled, or the process
 /// shuts down. Up to [`iothubgdr_store::Store::concurrent_page_writes`] batches are written
 /// at once; each adds its own assets to the import's count, so the order they commit in does
-/// not matter, and the job ends only when every one has.
+/// not matter, and the job ends only when every one has. Every device the hub listed goes
+/// into `seen`, refused ones too.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_all(
     inner: &Arc<Inner>,
     id: Uuid,
     tenant_id: Uuid,
+    context: &Arc<ImportContext>,
+    seen: &mut SeenDevices,
     mut pages: mpsc::Receiver<Page>,
     cancel: &CancellationToken,
 ) -> Result<JobEnd, String> {
@@ -54,7 +59,7 @@ pub(crate) async fn write_all(
                     })
                 })?;
                 match done {
-                    Ok(PageWrite::Written { number_assets_imported }) => {
+                    Ok(PageWrite::Written { number_assets_imported, .. }) => {
                         written = written.max(number_assets_imported);
                         debug!(import = %id, assets = written, "page written");
                     }
@@ -69,7 +74,10 @@ pub(crate) async fn write_all(
                 let mut batch = Batch::default();
                 match next {
                     None => reading = false,
-                    Some(Ok(page)) => batch.add(page),
+                    Some(Ok(page)) => {
+                        note_seen(seen, &page);
+                        batch.add(page);
+                    }
                     Some(Err(err)) => {
                         // The writes in flight finish first: what was read is not lost.
                         failure = Some(hub_failure(&err));
@@ -81,7 +89,10 @@ pub(crate) async fn write_all(
                 // when the hub is.
                 while reading && batch.assets.len() < MAX_BATCH_ASSETS {
                     match pages.try_recv() {
-                        Ok(Ok(page)) => batch.add(page),
+                        Ok(Ok(page)) => {
+                            note_seen(seen, &page);
+                            batch.add(page);
+                        }
                         Ok(Err(err)) => {
                             // What was read before the failure is still written; the
                             // import then fails with the hub's reason.
@@ -94,7 +105,8 @@ pub(crate) async fn write_all(
                 }
                 if !batch.is_empty() {
                     let inner = Arc::clone(inner);
-                    writes.spawn(async move { batch.write(&inner, id, tenant_id).await });
+                    let context = Arc::clone(context);
+                    writes.spawn(async move { batch.write(&inner, id, tenant_id, &context).await });
                 }
             }
         }
@@ -104,6 +116,15 @@ pub(crate) async fn write_all(
     }
     debug!(import = %id, assets = written, "every device read");
     Ok(JobEnd::Completed)
+}
+
+fn note_seen(seen: &mut SeenDevices, page: &MappedPage) {
+    for asset in &page.assets {
+        seen.insert(&asset.source_key);
+    }
+    for key in &page.refused_keys {
+        seen.insert(key);
+    }
 }
 
 /// Pages gathered into one write.
@@ -129,8 +150,9 @@ impl Batch {
         inner: &Inner,
         id: Uuid,
         tenant_id: Uuid,
+        context: &ImportContext,
     ) -> Result<PageWrite, StoreError> {
-        let result = write_retrying(inner, id, tenant_id, &self.assets).await?;
+        let result = write_retrying(inner, id, tenant_id, context, &self.assets).await?;
         if let PageWrite::Written { .. } = result {
             inner
                 .metrics
@@ -150,12 +172,16 @@ async fn write_retrying(
     inner: &Inner,
     id: Uuid,
     tenant_id: Uuid,
+    context: &ImportContext,
     batch: &[AssetUpsert],
 ) -> Result<PageWrite, StoreError> {
     let mut pause = FIRST_RETRY_PAUSE;
     let mut attempt = 1;
     loop {
-        match inner.store.import_write_page(id, tenant_id, batch).await {
+        match inner
+            .store
+            .import_write_page(id, tenant_id, context, batch)
+            .await {
             Err(err) if err.is_retryable() && attempt < WRITE_ATTEMPTS => {
                 warn!(import = %id, attempt, error = %err.detail(), "page write will be tried again");
                 tokio::time::sleep(pause).await;

@@ -1,12 +1,14 @@
 //! Imports on one handle: admission, claims, page writes, cancel, finish, delete.
 
 use iothubgdr_store::{
-    Admission, AttributeFilter, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport,
+    Admission, AssetFilter, AttributeFilter, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport,
     PageRequest, PageWrite,
 };
 use uuid::Uuid;
 
-use crate::fixtures::{device, new_import, pending_import, running_import, tenant};
+use crate::fixtures::{
+    context, device, imported, new_import, pending_import, running_import, tenant,
+};
 use crate::TestDatabase;
 
 pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
@@ -15,16 +17,11 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
     let first = running_import(&store, tenant_id).await;
     let page: Vec<_> = (0..2500).map(|n| device(n, "red")).collect();
     let written = store
-        .import_write_page(first, tenant_id, &page)
+        .import_write_page(first, tenant_id, &context(), &page)
         .await
         .unwrap();
-    assert_eq!(
-        written,
-        PageWrite::Written {
-            number_assets_imported: 2500
-        }
-    );
-    let all = AttributeFilter::default();
+    assert_eq!(imported(&written), Some(2500));
+    let all = AssetFilter::default();
     assert_eq!(store.asset_count(tenant_id, &all).await.unwrap(), 2500);
 
     // The same devices again, some changed: updated in place, never duplicated.
@@ -46,11 +43,14 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
         .map(|n| device(n, if n < 10 { "blue" } else { "red" }))
         .collect();
     store
-        .import_write_page(second, tenant_id, &page)
+        .import_write_page(second, tenant_id, &context(), &page)
         .await
         .unwrap();
     assert_eq!(store.asset_count(tenant_id, &all).await.unwrap(), 2500);
-    let blue = AttributeFilter(vec![("colour".into(), "blue".into())]);
+    let blue = AssetFilter {
+        attributes: AttributeFilter::equals([("colour", "blue")]),
+        tracked: None,
+    };
     assert_eq!(store.asset_count(tenant_id, &blue).await.unwrap(), 10);
     let after = store
         .asset_get(tenant_id, before.id)
@@ -75,7 +75,7 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
     let other = tenant(&store, "other").await;
     let third = running_import(&store, other).await;
     store
-        .import_write_page(third, other, &page[..5])
+        .import_write_page(third, other, &context(), &page[..5])
         .await
         .unwrap();
     assert_eq!(store.asset_count(other, &all).await.unwrap(), 5);
@@ -83,18 +83,13 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
     // A page written under the wrong tenant is refused and writes nothing.
     assert!(matches!(
         store
-            .import_write_page(third, tenant_id, &page[..5])
+            .import_write_page(third, tenant_id, &context(), &page[..5])
             .await
             .unwrap(),
         PageWrite::Stopped(_)
     ));
     // An empty page only checks the import.
-    assert_eq!(
-        store.import_write_page(third, other, &[]).await.unwrap(),
-        PageWrite::Written {
-            number_assets_imported: 5
-        }
-    );
+    assert_eq!(imported(&store.import_write_page(third, other, &context(), &[]).await.unwrap()), Some(5));
 }
 
 pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(db: &TestDatabase) {
@@ -109,15 +104,13 @@ pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(
         device(2, "red"),
         device(3, "blue"),
     ];
-    assert_eq!(
-        store.import_write_page(id, tenant_id, &page).await.unwrap(),
-        PageWrite::Written {
-            number_assets_imported: 3
-        }
-    );
-    let all = AttributeFilter::default();
+    assert_eq!(imported(&store.import_write_page(id, tenant_id, &context(), &page).await.unwrap()), Some(3));
+    let all = AssetFilter::default();
     assert_eq!(store.asset_count(tenant_id, &all).await.unwrap(), 3);
-    let blue = AttributeFilter(vec![("colour".into(), "blue".into())]);
+    let blue = AssetFilter {
+        attributes: AttributeFilter::equals([("colour", "blue")]),
+        tracked: None,
+    };
     let listed = store
         .asset_list(
             tenant_id,
@@ -138,20 +131,20 @@ pub async fn cancelled_import_writes_nothing_more(db: &TestDatabase) {
     let tenant_id = tenant(&store, "t").await;
     let id = running_import(&store, tenant_id).await;
     store
-        .import_write_page(id, tenant_id, &[device(1, "red")])
+        .import_write_page(id, tenant_id, &context(), &[device(1, "red")])
         .await
         .unwrap();
     let cancelled = store.import_cancel(tenant_id, id).await.unwrap().unwrap();
     assert_eq!(cancelled.status, ImportStatus::Cancelled);
     assert!(cancelled.finished_at.is_some());
     let refused = store
-        .import_write_page(id, tenant_id, &[device(2, "red")])
+        .import_write_page(id, tenant_id, &context(), &[device(2, "red")])
         .await
         .unwrap();
     assert_eq!(refused, PageWrite::Stopped(ImportStatus::Cancelled));
     assert_eq!(
         store
-            .asset_count(tenant_id, &AttributeFilter::default())
+            .asset_count(tenant_id, &AssetFilter::default())
             .await
             .unwrap(),
         1
@@ -294,15 +287,10 @@ pub async fn failed_on_create_delete_hides_and_list_pages(db: &TestDatabase) {
     assert_eq!(store.import_count(tenant_id).await.unwrap(), 1);
     // A deleted job keeps running and writing.
     let written = store
-        .import_write_page(running, tenant_id, &[device(1, "red")])
+        .import_write_page(running, tenant_id, &context(), &[device(1, "red")])
         .await
         .unwrap();
-    assert_eq!(
-        written,
-        PageWrite::Written {
-            number_assets_imported: 1
-        }
-    );
+    assert_eq!(imported(&written), Some(1));
 }
 
 pub async fn admission_bounds_unfinished_imports_per_tenant_and_in_total(db: &TestDatabase) {

@@ -2,6 +2,7 @@
 //! panics on a broken rule.
 
 mod identity;
+mod history;
 mod imports;
 mod keys;
 mod replicas;
@@ -9,6 +10,7 @@ mod resources;
 mod workers;
 
 pub use identity::*;
+pub use history::*;
 pub use imports::*;
 pub use keys::*;
 pub use replicas::*;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use iothubgdr_store::{
-    AttributeFilter, LocationFilter, NewApp, NewAsset, NewLocation, PageRequest, StoreError,
+    AssetFilter, AttributeFilter, LocationFilter, NewApp, NewAsset, NewLocation, PageRequest, StoreError,
 };
 use serde_json::json;
 
@@ -113,7 +113,7 @@ pub async fn locations_are_per_tenant_filtered_and_paged(db: &TestDatabase) {
     assert_eq!(next.items[0].display_name, "loc-3");
     let even = LocationFilter {
         display_name: None,
-        attributes: AttributeFilter(vec![("site".into(), "even".into())]),
+        attributes: AttributeFilter::equals([("site", "even")]),
     };
     assert_eq!(store.location_count(mine, &even).await.unwrap(), 4);
     assert_eq!(store.location_count(theirs, &even).await.unwrap(), 0);
@@ -138,7 +138,7 @@ pub async fn locations_are_per_tenant_filtered_and_paged(db: &TestDatabase) {
     // Only string attributes match: `n` is a number.
     let numeric = LocationFilter {
         display_name: None,
-        attributes: AttributeFilter(vec![("n".into(), "3".into())]),
+        attributes: AttributeFilter::equals([("n", "3")]),
     };
     assert_eq!(store.location_count(mine, &numeric).await.unwrap(), 0);
 }
@@ -160,6 +160,7 @@ pub async fn assets_are_per_tenant_filtered_and_paged(db: &TestDatabase) {
                 NewAsset {
                     behaviours: vec!["RecordEvidence".into()],
                     attributes,
+                    principal: Default::default(),
                 },
             )
             .await
@@ -174,13 +175,16 @@ pub async fn assets_are_per_tenant_filtered_and_paged(db: &TestDatabase) {
         .await
         .unwrap()
         .is_none());
-    let filter = AttributeFilter(vec![(odd_name.into(), "v0".into())]);
+    let filter = AssetFilter {
+        attributes: AttributeFilter::equals([(odd_name, "v0")]),
+        tracked: None,
+    };
     assert_eq!(store.asset_count(mine, &filter).await.unwrap(), 3);
     assert_eq!(store.asset_count(theirs, &filter).await.unwrap(), 0);
-    let both = AttributeFilter(vec![
-        (odd_name.into(), "v0".into()),
-        ("n".into(), "2".into()),
-    ]);
+    let both = AssetFilter {
+        attributes: AttributeFilter::equals([(odd_name, "v0"), ("n", "2")]),
+        tracked: None,
+    };
     assert_eq!(store.asset_count(mine, &both).await.unwrap(), 0);
     let first = store
         .asset_list(
@@ -257,7 +261,7 @@ pub async fn paging_while_inserting_sees_every_older_row_once(db: &TestDatabase)
         let page = store
             .asset_list(
                 tenant_id,
-                &AttributeFilter::default(),
+                &AssetFilter::default(),
                 PageRequest {
                     page_size: 10,
                     before_seq,
