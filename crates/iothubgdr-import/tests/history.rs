@@ -170,7 +170,11 @@ async fn reimports_write_only_what_changed(db: TestDatabase) {
             ..ImportBreakdown::default()
         }
     );
-    assert_eq!(events(&store, tenant).await, DEVICES, "an unchanged hub writes nothing");
+    assert_eq!(
+        events(&store, tenant).await,
+        DEVICES,
+        "an unchanged hub writes nothing"
+    );
 
     // The last devices left the hub: stopped, once, after the whole hub was read.
     let smaller = hub(DEVICES - GONE).await;

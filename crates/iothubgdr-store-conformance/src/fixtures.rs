@@ -102,7 +102,9 @@ pub async fn write_retrying(
 ) -> PageWrite {
     let mut attempt = 0;
     loop {
-        let written: StoreResult<PageWrite> = store.import_write_page(id, tenant_id, &context(), page).await;
+        let written: StoreResult<PageWrite> = store
+            .import_write_page(id, tenant_id, &context(), page)
+            .await;
         match written {
             Ok(written) => return written,
             Err(err) if err.is_retryable() && attempt < 20 => {

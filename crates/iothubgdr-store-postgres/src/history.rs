@@ -26,8 +26,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::events::{event_from_row, push_event_filter};
+use crate::query::{count_of, into_page, push_page};
 use crate::rows::{asset_from_row, backend, json_col, status_col, to_json_text};
-use crate::{count_of, into_page, push_page, PostgresStore};
+use crate::PostgresStore;
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -115,406 +116,413 @@ fn insert_events_sql(tenant: usize, e: usize) -> String {
     )
 }
 
-impl PostgresStore {
-    pub(crate) async fn history_asset_create(
-        &self,
-        tenant_id: Uuid,
-        new: NewAsset,
-    ) -> StoreResult<Asset> {
-        let id = Uuid::now_v7();
-        let behaviours = to_json_text(&new.behaviours)?;
-        let attributes = to_json_text(&new.attributes)?;
-        let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
-        event.asset_attributes = new.attributes;
-        let mut events = EventColumns::default();
-        events.push(id, &event)?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(
-            "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
-             VALUES ($1, $2, NULL, $3::jsonb, $4::jsonb, TRUE, date_trunc('milliseconds', now()), \
-                     date_trunc('milliseconds', now())) RETURNING *",
-        )
-        .bind(id)
-        .bind(tenant_id)
-        .bind(behaviours)
-        .bind(attributes)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let sql = insert_events_sql(1, 2);
-        events
-            .bind_to(sqlx::query(&sql).bind(tenant_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        asset_from_row(&row)
-    }
-
-    pub(crate) async fn history_event_create(
-        &self,
-        tenant_id: Uuid,
-        asset_id: Uuid,
-        new: NewEvent,
-    ) -> StoreResult<EventWrite> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let Some(row) = sqlx::query(
-            "SELECT attributes, tracked FROM assets WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        )
-        .bind(tenant_id)
-        .bind(asset_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?
-        else {
-            return Ok(EventWrite::NoAsset);
-        };
-        let mut attributes: Attributes = json_col(&row, "attributes")?;
-        let mut tracked: bool = row.try_get("tracked").map_err(backend)?;
-        if let Err(refused) = apply_event(
-            &mut attributes,
-            &mut tracked,
-            &new.behaviour,
-            &new.operation,
-            &new.asset_attributes,
-            true,
-        ) {
-            return Ok(EventWrite::Refused(refused));
-        }
-        let mut events = EventColumns::default();
-        events.push(asset_id, &new)?;
-        let sql = format!("{} RETURNING *", insert_events_sql(1, 2));
-        let row = events
-            .bind_to(sqlx::query(&sql).bind(tenant_id))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let event = event_from_row(&row)?;
-        sqlx::query(
-            "UPDATE assets SET attributes = $1::jsonb, tracked = $2, at_time = $3 WHERE id = $4",
-        )
-        .bind(to_json_text(&attributes)?)
-        .bind(tracked)
-        .bind(event.timestamp_accepted)
-        .bind(asset_id)
+pub(crate) async fn asset_create(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    new: NewAsset,
+) -> StoreResult<Asset> {
+    let id = Uuid::now_v7();
+    let behaviours = to_json_text(&new.behaviours)?;
+    let attributes = to_json_text(&new.attributes)?;
+    let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
+    event.asset_attributes = new.attributes;
+    let mut events = EventColumns::default();
+    events.push(id, &event)?;
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    let row = sqlx::query(
+        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
+         VALUES ($1, $2, NULL, $3::jsonb, $4::jsonb, TRUE, date_trunc('milliseconds', now()), \
+                 date_trunc('milliseconds', now())) RETURNING *",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(behaviours)
+    .bind(attributes)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let sql = insert_events_sql(1, 2);
+    events
+        .bind_to(sqlx::query(&sql).bind(tenant_id))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(EventWrite::Recorded(Box::new(event)))
-    }
+    tx.commit().await.map_err(backend)?;
+    asset_from_row(&row)
+}
 
-    pub(crate) async fn history_event_get(
-        &self,
-        tenant_id: Uuid,
-        asset_id: Uuid,
-        id: Uuid,
-    ) -> StoreResult<Option<Event>> {
-        let row = sqlx::query(
-            "SELECT * FROM events WHERE tenant_id = $1 AND asset_id = $2 AND id = $3",
-        )
-        .bind(tenant_id)
-        .bind(asset_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
+pub(crate) async fn event_create(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    asset_id: Uuid,
+    new: NewEvent,
+) -> StoreResult<EventWrite> {
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    let Some(row) = sqlx::query(
+        "SELECT attributes, tracked FROM assets WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(asset_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?
+    else {
+        return Ok(EventWrite::NoAsset);
+    };
+    let mut attributes: Attributes = json_col(&row, "attributes")?;
+    let mut tracked: bool = row.try_get("tracked").map_err(backend)?;
+    if let Err(refused) = apply_event(
+        &mut attributes,
+        &mut tracked,
+        &new.behaviour,
+        &new.operation,
+        &new.asset_attributes,
+        true,
+    ) {
+        return Ok(EventWrite::Refused(refused));
+    }
+    let mut events = EventColumns::default();
+    events.push(asset_id, &new)?;
+    let sql = format!("{} RETURNING *", insert_events_sql(1, 2));
+    let row = events
+        .bind_to(sqlx::query(&sql).bind(tenant_id))
+        .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        row.as_ref().map(event_from_row).transpose()
-    }
+    let event = event_from_row(&row)?;
+    sqlx::query(
+        "UPDATE assets SET attributes = $1::jsonb, tracked = $2, at_time = $3 WHERE id = $4",
+    )
+    .bind(to_json_text(&attributes)?)
+    .bind(tracked)
+    .bind(event.timestamp_accepted)
+    .bind(asset_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(EventWrite::Recorded(Box::new(event)))
+}
 
-    pub(crate) async fn history_event_list(
-        &self,
-        tenant_id: Uuid,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<Event>> {
-        let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
-        query.push_bind(tenant_id);
-        push_event_filter(&mut query, filter);
-        push_page(&mut query, page);
-        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
-        let items = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, page, |event| event.seq))
-    }
-
-    pub(crate) async fn history_event_count(
-        &self,
-        tenant_id: Uuid,
-        filter: &EventFilter,
-    ) -> StoreResult<u64> {
-        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
-        query.push_bind(tenant_id);
-        push_event_filter(&mut query, filter);
-        let row = query.build().fetch_one(&self.pool).await.map_err(backend)?;
-        count_of(&row)
-    }
-
-    pub(crate) async fn history_write_page(
-        &self,
-        id: Uuid,
-        tenant_id: Uuid,
-        context: &ImportContext,
-        assets: &[AssetUpsert],
-    ) -> StoreResult<PageWrite> {
-        let assets = distinct_sorted(assets);
-        let keys: Vec<&str> = assets.iter().map(|a| a.source_key.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT id, source_key, attributes, tracked, source_generation, source_version, \
-               xmin::text AS row_version \
-             FROM assets WHERE tenant_id = $1 AND source_key = ANY($2::text[])",
-        )
-        .bind(tenant_id)
-        .bind(&keys)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let mut stored = HashMap::with_capacity(rows.len());
-        let mut versions: HashMap<Uuid, String> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let asset_id: Uuid = row.try_get("id").map_err(backend)?;
-            versions.insert(asset_id, row.try_get("row_version").map_err(backend)?);
-            stored.insert(
-                row.try_get::<String, _>("source_key").map_err(backend)?,
-                StoredAsset {
-                    id: asset_id,
-                    attributes: json_col(row, "attributes")?,
-                    tracked: row.try_get("tracked").map_err(backend)?,
-                    incarnation: Incarnation {
-                        generation: row.try_get("source_generation").map_err(backend)?,
-                        version: row.try_get("source_version").map_err(backend)?,
-                    },
-                },
-            );
-        }
-        let plan = plan_page(&assets, &stored, context);
-        let b = &plan.breakdown;
-
-        // New assets.
-        let mut new_ids = Vec::with_capacity(plan.inserts.len());
-        let mut new_keys = Vec::with_capacity(plan.inserts.len());
-        let mut new_behaviours = Vec::with_capacity(plan.inserts.len());
-        let mut new_attributes = Vec::with_capacity(plan.inserts.len());
-        let mut new_generations = Vec::with_capacity(plan.inserts.len());
-        let mut new_versions = Vec::with_capacity(plan.inserts.len());
-        for insert in &plan.inserts {
-            new_ids.push(insert.id);
-            new_keys.push(insert.upsert.source_key.as_str());
-            new_behaviours.push(to_json_text(&insert.upsert.behaviours)?);
-            new_attributes.push(to_json_text(&insert.upsert.attributes)?);
-            let incarnation = &insert.upsert.observation.incarnation;
-            new_generations.push(incarnation.generation.clone());
-            new_versions.push(incarnation.version);
-        }
-        // Changed assets, each with the row version it was planned from.
-        let mut upd_ids = Vec::with_capacity(plan.updates.len());
-        let mut upd_row_versions = Vec::with_capacity(plan.updates.len());
-        let mut upd_behaviours = Vec::with_capacity(plan.updates.len());
-        let mut upd_attributes = Vec::with_capacity(plan.updates.len());
-        let mut upd_generations = Vec::with_capacity(plan.updates.len());
-        let mut upd_versions = Vec::with_capacity(plan.updates.len());
-        for update in &plan.updates {
-            upd_ids.push(update.id);
-            upd_row_versions.push(versions.get(&update.id).cloned().unwrap_or_default());
-            upd_behaviours.push(to_json_text(&update.upsert.behaviours)?);
-            upd_attributes.push(to_json_text(&update.attributes)?);
-            let incarnation = &update.upsert.observation.incarnation;
-            upd_generations.push(incarnation.generation.clone());
-            upd_versions.push(incarnation.version);
-        }
-        let mut events = EventColumns::default();
-        for (asset_id, event) in plan.events() {
-            events.push(asset_id, event)?;
-        }
-
-        // One statement: the counts go up only while the import is in progress, and the
-        // assets and events are written only when they did.
-        let sql = format!(
-            "WITH bumped AS ( \
-               UPDATE imports SET number_assets_imported = number_assets_imported + $3, \
-                 number_assets_created = number_assets_created + $4, \
-                 number_assets_changed = number_assets_changed + $5, \
-                 number_assets_unchanged = number_assets_unchanged + $6, \
-                 number_assets_tracked_again = number_assets_tracked_again + $7, \
-                 number_assets_recreated = number_assets_recreated + $8 \
-               WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
-               RETURNING number_assets_imported \
-             ), inserted AS ( \
-               INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
-                 source_generation, source_version, at_time, created_at) \
-               SELECT n.id, $2, n.source_key, n.behaviours::jsonb, n.attributes::jsonb, TRUE, \
-                 n.generation, n.version, date_trunc('milliseconds', now()), \
-                 date_trunc('milliseconds', now()) \
-               FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
-                    $14::bigint[]) AS n (id, source_key, behaviours, attributes, generation, version) \
-               WHERE EXISTS (SELECT 1 FROM bumped) \
-               ON CONFLICT (tenant_id, source_key) DO NOTHING \
-               RETURNING 1 \
-             ), updated AS ( \
-               UPDATE assets a SET behaviours = u.behaviours::jsonb, \
-                 attributes = u.attributes::jsonb, tracked = TRUE, \
-                 source_generation = u.generation, source_version = u.version, \
-                 at_time = date_trunc('milliseconds', now()) \
-               FROM UNNEST($15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], \
-                    $20::bigint[]) AS u (id, row_version, behaviours, attributes, generation, version) \
-               WHERE a.id = u.id AND a.xmin::text = u.row_version \
-                 AND EXISTS (SELECT 1 FROM bumped) \
-               RETURNING 1 \
-             ), recorded AS ( \
-               {} WHERE EXISTS (SELECT 1 FROM bumped) RETURNING 1 \
-             ) \
-             SELECT (SELECT number_assets_imported FROM bumped) AS number_assets_imported, \
-                    (SELECT COUNT(*) FROM inserted) AS inserted, \
-                    (SELECT COUNT(*) FROM updated) AS updated",
-            insert_events_sql(2, 21)
-        );
-        let query = sqlx::query(&sql)
-            .bind(id)
+pub(crate) async fn event_get(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    asset_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<Event>> {
+    let row =
+        sqlx::query("SELECT * FROM events WHERE tenant_id = $1 AND asset_id = $2 AND id = $3")
             .bind(tenant_id)
-            .bind(as_i64(u64::try_from(assets.len()).unwrap_or(u64::MAX)))
-            .bind(as_i64(b.created))
-            .bind(as_i64(b.changed))
-            .bind(as_i64(b.unchanged))
-            .bind(as_i64(b.tracked_again))
-            .bind(as_i64(b.recreated))
-            .bind(&new_ids)
-            .bind(&new_keys)
-            .bind(&new_behaviours)
-            .bind(&new_attributes)
-            .bind(&new_generations)
-            .bind(&new_versions)
-            .bind(&upd_ids)
-            .bind(&upd_row_versions)
-            .bind(&upd_behaviours)
-            .bind(&upd_attributes)
-            .bind(&upd_generations)
-            .bind(&upd_versions);
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = events
-            .bind_to(query)
-            .fetch_one(&mut *tx)
+            .bind(asset_id)
+            .bind(id)
+            .fetch_optional(&store.pool)
             .await
             .map_err(backend)?;
-        let number: Option<i64> = row.try_get("number_assets_imported").map_err(backend)?;
-        let Some(number) = number else {
-            tx.rollback().await.map_err(backend)?;
-            let status = self.import_status(id).await?.unwrap_or(ImportStatus::Failed);
-            return Ok(PageWrite::Stopped(status));
-        };
-        let inserted: i64 = row.try_get("inserted").map_err(backend)?;
-        let updated: i64 = row.try_get("updated").map_err(backend)?;
-        if inserted != as_i64(plan.inserts.len() as u64)
-            || updated != as_i64(plan.updates.len() as u64)
-        {
-            tx.rollback().await.map_err(backend)?;
-            return Err(StoreError::Retryable {
-                context: "another import wrote the same assets meanwhile".into(),
-                source: Box::new(std::io::Error::other("the page's plan is out of date")),
-            });
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(PageWrite::Written {
-            number_assets_imported: u64::try_from(number).unwrap_or(0),
-            breakdown: plan.breakdown,
-        })
+    row.as_ref().map(event_from_row).transpose()
+}
+
+pub(crate) async fn event_list(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Event>> {
+    let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_event_filter(&mut query, filter);
+    push_page(&mut query, page);
+    let rows = query
+        .build()
+        .fetch_all(&store.pool)
+        .await
+        .map_err(backend)?;
+    let items = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, |event| event.seq))
+}
+
+pub(crate) async fn event_count(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    filter: &EventFilter,
+) -> StoreResult<u64> {
+    let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
+    query.push_bind(tenant_id);
+    push_event_filter(&mut query, filter);
+    let row = query
+        .build()
+        .fetch_one(&store.pool)
+        .await
+        .map_err(backend)?;
+    count_of(&row)
+}
+
+pub(crate) async fn write_page(
+    store: &PostgresStore,
+    id: Uuid,
+    tenant_id: Uuid,
+    context: &ImportContext,
+    assets: &[AssetUpsert],
+) -> StoreResult<PageWrite> {
+    let assets = distinct_sorted(assets);
+    let keys: Vec<&str> = assets.iter().map(|a| a.source_key.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT id, source_key, attributes, tracked, source_generation, source_version, \
+           xmin::text AS row_version \
+         FROM assets WHERE tenant_id = $1 AND source_key = ANY($2::text[])",
+    )
+    .bind(tenant_id)
+    .bind(&keys)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    let mut versions: HashMap<Uuid, String> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let asset_id: Uuid = row.try_get("id").map_err(backend)?;
+        versions.insert(asset_id, row.try_get("row_version").map_err(backend)?);
+        stored.insert(
+            row.try_get::<String, _>("source_key").map_err(backend)?,
+            StoredAsset {
+                id: asset_id,
+                attributes: json_col(row, "attributes")?,
+                tracked: row.try_get("tracked").map_err(backend)?,
+                incarnation: Incarnation {
+                    generation: row.try_get("source_generation").map_err(backend)?,
+                    version: row.try_get("source_version").map_err(backend)?,
+                },
+            },
+        );
+    }
+    let plan = plan_page(&assets, &stored, context);
+    let b = &plan.breakdown;
+
+    // New assets.
+    let mut new_ids = Vec::with_capacity(plan.inserts.len());
+    let mut new_keys = Vec::with_capacity(plan.inserts.len());
+    let mut new_behaviours = Vec::with_capacity(plan.inserts.len());
+    let mut new_attributes = Vec::with_capacity(plan.inserts.len());
+    let mut new_generations = Vec::with_capacity(plan.inserts.len());
+    let mut new_versions = Vec::with_capacity(plan.inserts.len());
+    for insert in &plan.inserts {
+        new_ids.push(insert.id);
+        new_keys.push(insert.upsert.source_key.as_str());
+        new_behaviours.push(to_json_text(&insert.upsert.behaviours)?);
+        new_attributes.push(to_json_text(&insert.upsert.attributes)?);
+        let incarnation = &insert.upsert.observation.incarnation;
+        new_generations.push(incarnation.generation.clone());
+        new_versions.push(incarnation.version);
+    }
+    // Changed assets, each with the row version it was planned from.
+    let mut upd_ids = Vec::with_capacity(plan.updates.len());
+    let mut upd_row_versions = Vec::with_capacity(plan.updates.len());
+    let mut upd_behaviours = Vec::with_capacity(plan.updates.len());
+    let mut upd_attributes = Vec::with_capacity(plan.updates.len());
+    let mut upd_generations = Vec::with_capacity(plan.updates.len());
+    let mut upd_versions = Vec::with_capacity(plan.updates.len());
+    for update in &plan.updates {
+        upd_ids.push(update.id);
+        upd_row_versions.push(versions.get(&update.id).cloned().unwrap_or_default());
+        upd_behaviours.push(to_json_text(&update.upsert.behaviours)?);
+        upd_attributes.push(to_json_text(&update.attributes)?);
+        let incarnation = &update.upsert.observation.incarnation;
+        upd_generations.push(incarnation.generation.clone());
+        upd_versions.push(incarnation.version);
+    }
+    let mut events = EventColumns::default();
+    for (asset_id, event) in plan.events() {
+        events.push(asset_id, event)?;
     }
 
-    pub(crate) async fn history_stop_tracking(
-        &self,
-        id: Uuid,
-        tenant_id: Uuid,
-        context: &ImportContext,
-        asset_ids: &[Uuid],
-    ) -> StoreResult<PageWrite> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The import's row lock orders this after a cancel that got there first.
-        let status = sqlx::query("SELECT status FROM imports WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+    // One statement: the counts go up only while the import is in progress, and the
+    // assets and events are written only when they did.
+    let sql = format!(
+        "WITH bumped AS ( \
+           UPDATE imports SET number_assets_imported = number_assets_imported + $3, \
+             number_assets_created = number_assets_created + $4, \
+             number_assets_changed = number_assets_changed + $5, \
+             number_assets_unchanged = number_assets_unchanged + $6, \
+             number_assets_tracked_again = number_assets_tracked_again + $7, \
+             number_assets_recreated = number_assets_recreated + $8 \
+           WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
+           RETURNING number_assets_imported \
+         ), inserted AS ( \
+           INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
+             source_generation, source_version, at_time, created_at) \
+           SELECT n.id, $2, n.source_key, n.behaviours::jsonb, n.attributes::jsonb, TRUE, \
+             n.generation, n.version, date_trunc('milliseconds', now()), \
+             date_trunc('milliseconds', now()) \
+           FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                $14::bigint[]) AS n (id, source_key, behaviours, attributes, generation, version) \
+           WHERE EXISTS (SELECT 1 FROM bumped) \
+           ON CONFLICT (tenant_id, source_key) DO NOTHING \
+           RETURNING 1 \
+         ), updated AS ( \
+           UPDATE assets a SET behaviours = u.behaviours::jsonb, \
+             attributes = u.attributes::jsonb, tracked = TRUE, \
+             source_generation = u.generation, source_version = u.version, \
+             at_time = date_trunc('milliseconds', now()) \
+           FROM UNNEST($15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], \
+                $20::bigint[]) AS u (id, row_version, behaviours, attributes, generation, version) \
+           WHERE a.id = u.id AND a.xmin::text = u.row_version \
+             AND EXISTS (SELECT 1 FROM bumped) \
+           RETURNING 1 \
+         ), recorded AS ( \
+           {} WHERE EXISTS (SELECT 1 FROM bumped) RETURNING 1 \
+         ) \
+         SELECT (SELECT number_assets_imported FROM bumped) AS number_assets_imported, \
+                (SELECT COUNT(*) FROM inserted) AS inserted, \
+                (SELECT COUNT(*) FROM updated) AS updated",
+        insert_events_sql(2, 21)
+    );
+    let query = sqlx::query(&sql)
+        .bind(id)
+        .bind(tenant_id)
+        .bind(as_i64(u64::try_from(assets.len()).unwrap_or(u64::MAX)))
+        .bind(as_i64(b.created))
+        .bind(as_i64(b.changed))
+        .bind(as_i64(b.unchanged))
+        .bind(as_i64(b.tracked_again))
+        .bind(as_i64(b.recreated))
+        .bind(&new_ids)
+        .bind(&new_keys)
+        .bind(&new_behaviours)
+        .bind(&new_attributes)
+        .bind(&new_generations)
+        .bind(&new_versions)
+        .bind(&upd_ids)
+        .bind(&upd_row_versions)
+        .bind(&upd_behaviours)
+        .bind(&upd_attributes)
+        .bind(&upd_generations)
+        .bind(&upd_versions);
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    let row = events
+        .bind_to(query)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let number: Option<i64> = row.try_get("number_assets_imported").map_err(backend)?;
+    let Some(number) = number else {
+        tx.rollback().await.map_err(backend)?;
+        let status = crate::imports::import_status(store, id)
+            .await?
+            .unwrap_or(ImportStatus::Failed);
+        return Ok(PageWrite::Stopped(status));
+    };
+    let inserted: i64 = row.try_get("inserted").map_err(backend)?;
+    let updated: i64 = row.try_get("updated").map_err(backend)?;
+    if inserted != as_i64(plan.inserts.len() as u64) || updated != as_i64(plan.updates.len() as u64)
+    {
+        tx.rollback().await.map_err(backend)?;
+        return Err(StoreError::Retryable {
+            context: "another import wrote the same assets meanwhile".into(),
+            source: Box::new(std::io::Error::other("the page's plan is out of date")),
+        });
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(PageWrite::Written {
+        number_assets_imported: u64::try_from(number).unwrap_or(0),
+        breakdown: plan.breakdown,
+    })
+}
+
+pub(crate) async fn stop_tracking(
+    store: &PostgresStore,
+    id: Uuid,
+    tenant_id: Uuid,
+    context: &ImportContext,
+    asset_ids: &[Uuid],
+) -> StoreResult<PageWrite> {
+    let mut tx = store.pool.begin().await.map_err(backend)?;
+    // The import's row lock orders this after a cancel that got there first.
+    let status =
+        sqlx::query("SELECT status FROM imports WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
             .bind(id)
             .bind(tenant_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        let status = match status {
-            Some(row) => status_col(&row)?,
-            None => ImportStatus::Failed,
-        };
-        if status != ImportStatus::InProgress {
-            tx.rollback().await.map_err(backend)?;
-            return Ok(PageWrite::Stopped(status));
-        }
-        let stopped: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE assets SET tracked = FALSE, at_time = date_trunc('milliseconds', now()) \
-             WHERE tenant_id = $1 AND tracked AND id = ANY($2::uuid[]) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(asset_ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let event = stop_tracking_event(context);
-        let mut events = EventColumns::default();
-        for asset_id in &stopped {
-            events.push(*asset_id, &event)?;
-        }
-        let sql = insert_events_sql(1, 2);
-        events
-            .bind_to(sqlx::query(&sql).bind(tenant_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let breakdown = ImportBreakdown {
-            stopped_tracking: stopped.len() as u64,
-            ..ImportBreakdown::default()
-        };
-        let number: i64 = sqlx::query_scalar(
-            "UPDATE imports SET number_assets_stopped_tracking = \
-               number_assets_stopped_tracking + $2 WHERE id = $1 RETURNING number_assets_imported",
-        )
-        .bind(id)
-        .bind(as_i64(breakdown.stopped_tracking))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(PageWrite::Written {
-            number_assets_imported: u64::try_from(number).unwrap_or(0),
-            breakdown,
-        })
+    let status = match status {
+        Some(row) => status_col(&row)?,
+        None => ImportStatus::Failed,
+    };
+    if status != ImportStatus::InProgress {
+        tx.rollback().await.map_err(backend)?;
+        return Ok(PageWrite::Stopped(status));
     }
+    let stopped: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE assets SET tracked = FALSE, at_time = date_trunc('milliseconds', now()) \
+         WHERE tenant_id = $1 AND tracked AND id = ANY($2::uuid[]) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(asset_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let event = stop_tracking_event(context);
+    let mut events = EventColumns::default();
+    for asset_id in &stopped {
+        events.push(*asset_id, &event)?;
+    }
+    let sql = insert_events_sql(1, 2);
+    events
+        .bind_to(sqlx::query(&sql).bind(tenant_id))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let breakdown = ImportBreakdown {
+        stopped_tracking: stopped.len() as u64,
+        ..ImportBreakdown::default()
+    };
+    let number: i64 = sqlx::query_scalar(
+        "UPDATE imports SET number_assets_stopped_tracking = \
+           number_assets_stopped_tracking + $2 WHERE id = $1 RETURNING number_assets_imported",
+    )
+    .bind(id)
+    .bind(as_i64(breakdown.stopped_tracking))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(PageWrite::Written {
+        number_assets_imported: u64::try_from(number).unwrap_or(0),
+        breakdown,
+    })
+}
 
-    pub(crate) async fn history_tracked_by_source(
-        &self,
-        tenant_id: Uuid,
-        prefix: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Uuid, String)>> {
-        // Byte order (COLLATE "C"), whatever the database's collation: every key that starts
-        // with `prefix` sorts below `prefix` + U+10FFFF, and the partial index serves it.
-        let upper = format!("{prefix}\u{10FFFF}");
-        let rows = sqlx::query(
-            "SELECT id, source_key FROM assets WHERE tenant_id = $1 AND tracked \
-             AND (source_key COLLATE \"C\") >= $2 AND (source_key COLLATE \"C\") < $3 \
-             AND (source_key COLLATE \"C\") > $4 \
-             ORDER BY (source_key COLLATE \"C\") LIMIT $5",
-        )
-        .bind(tenant_id)
-        .bind(prefix)
-        .bind(upper)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("id").map_err(backend)?,
-                    row.try_get::<String, _>("source_key").map_err(backend)?,
-                ))
-            })
-            .collect()
-    }
+pub(crate) async fn tracked_by_source(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<(Uuid, String)>> {
+    // Byte order (COLLATE "C"), whatever the database's collation: every key that starts
+    // with `prefix` sorts below `prefix` + U+10FFFF, and the partial index serves it.
+    let upper = format!("{prefix}\u{10FFFF}");
+    let rows = sqlx::query(
+        "SELECT id, source_key FROM assets WHERE tenant_id = $1 AND tracked \
+         AND (source_key COLLATE \"C\") >= $2 AND (source_key COLLATE \"C\") < $3 \
+         AND (source_key COLLATE \"C\") > $4 \
+         ORDER BY (source_key COLLATE \"C\") LIMIT $5",
+    )
+    .bind(tenant_id)
+    .bind(prefix)
+    .bind(upper)
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id").map_err(backend)?,
+                row.try_get::<String, _>("source_key").map_err(backend)?,
+            ))
+        })
+        .collect()
 }

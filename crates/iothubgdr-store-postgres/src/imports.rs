@@ -1,8 +1,8 @@
 //! Imports: admission, claiming, page writes and their end.
 
 use iothubgdr_store::{
-    distinct_sorted, Admission, AssetUpsert, Import, ImportLimits, ImportOutcome, ImportStatus,
-    LimitScope, NewImport, Page, PageRequest, PageWrite, StoreResult,
+    Admission, Import, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport, Page,
+    PageRequest, StoreResult,
 };
 use sqlx::QueryBuilder;
 use sqlx::Row;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::query::{count_of, into_page, push_page};
 use crate::rows;
-use crate::rows::{backend, import_from_row, to_json_text};
+use crate::rows::{backend, import_from_row};
 use crate::{PostgresStore, UNFINISHED};
 
 pub(crate) async fn import_create(
@@ -230,85 +230,6 @@ pub(crate) async fn import_add_refused(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-pub(crate) async fn import_write_page(
-    store: &PostgresStore,
-    id: Uuid,
-    tenant_id: Uuid,
-    assets: &[AssetUpsert],
-) -> StoreResult<PageWrite> {
-    // Distinct keys in ascending order: ON CONFLICT DO UPDATE refuses a key twice in one
-    // statement, and two writers of one hub lock the same rows in the same order.
-    let assets = distinct_sorted(assets);
-    let mut ids = Vec::with_capacity(assets.len());
-    let mut keys = Vec::with_capacity(assets.len());
-    let mut behaviours = Vec::with_capacity(assets.len());
-    let mut attributes = Vec::with_capacity(assets.len());
-    for asset in &assets {
-        // Time-ordered ids: new rows append to the id index.
-        ids.push(Uuid::now_v7());
-        keys.push(asset.source_key.as_str());
-        behaviours.push(to_json_text(&asset.behaviours)?);
-        attributes.push(to_json_text(&asset.attributes)?);
-    }
-    let added = i64::try_from(assets.len()).unwrap_or(i64::MAX);
-    let mut tx = store.pool.begin().await.map_err(backend)?;
-    // The assets first, then the count: the count's row lock is taken last and held only
-    // for the commit, so concurrent pages of one import write their assets side by side.
-    // The status read here is only a shortcut for a page that comes after the end; the
-    // count's `UPDATE` below is the real check.
-    sqlx::query(
-        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
-         SELECT page.id, $1, page.source_key, page.behaviours::jsonb, page.attributes::jsonb, \
-                date_trunc('milliseconds', now()), date_trunc('milliseconds', now()) \
-         FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::text[]) \
-              AS page (id, source_key, behaviours, attributes) \
-         WHERE EXISTS (SELECT 1 FROM imports WHERE id = $2 AND status = 'INPROGRESS') \
-         ON CONFLICT (tenant_id, source_key) DO UPDATE SET \
-           behaviours = excluded.behaviours, \
-           at_time = CASE WHEN assets.attributes = excluded.attributes \
-                     THEN assets.at_time ELSE excluded.at_time END, \
-           attributes = excluded.attributes",
-    )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(&ids)
-    .bind(&keys)
-    .bind(&behaviours)
-    .bind(&attributes)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    // Waits for a concurrent cancel (or another page) holding the row, then re-reads it: a
-    // cancel that committed first leaves no row to update, and this page is rolled back.
-    let bumped: Option<i64> = sqlx::query_scalar(
-        "UPDATE imports SET number_assets_imported = number_assets_imported + $3 \
-         WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
-         RETURNING number_assets_imported",
-    )
-    .bind(id)
-    .bind(tenant_id)
-    .bind(added)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
-    match bumped {
-        Some(number) => {
-            tx.commit().await.map_err(backend)?;
-            Ok(PageWrite::Written {
-                number_assets_imported: u64::try_from(number).unwrap_or(0),
-            })
-        }
-        None => {
-            tx.rollback().await.map_err(backend)?;
-            let status = match import_status(store, id).await? {
-                Some(status) => status,
-                None => ImportStatus::Failed,
-            };
-            Ok(PageWrite::Stopped(status))
-        }
-    }
 }
 
 pub(crate) async fn import_finish(

@@ -1,24 +1,10 @@
 //! The SQL shared by every list: attribute filters, keyset pages, counts.
 
-use iothubgdr_store::{AttributeFilter, LocationFilter, Page, PageRequest, StoreResult};
+use iothubgdr_store::{LocationFilter, Page, PageRequest, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::rows::backend;
-
-/// Appends `AND attributes @> {"name": "value"}` per filter: exact key, string values
-/// only, served by the GIN index.
-pub(crate) fn push_attribute_filter(
-    query: &mut QueryBuilder<'_, Postgres>,
-    filter: &AttributeFilter,
-) {
-    for (name, value) in &filter.0 {
-        let mut wanted = serde_json::Map::new();
-        wanted.insert(name.clone(), serde_json::Value::String(value.clone()));
-        query.push(" AND attributes @> ");
-        query.push_bind(serde_json::Value::Object(wanted));
-    }
-}
 
 pub(crate) fn push_location_filter(
     query: &mut QueryBuilder<'_, Postgres>,
@@ -28,7 +14,7 @@ pub(crate) fn push_location_filter(
         query.push(" AND display_name = ");
         query.push_bind(name.clone());
     }
-    push_attribute_filter(query, &filter.attributes);
+    crate::events::push_attribute_tests(query, "attributes", &filter.attributes);
 }
 
 pub(crate) fn push_page(query: &mut QueryBuilder<'_, Postgres>, page: PageRequest) {

@@ -1,14 +1,15 @@
 //! Apps (tenants and their clients), locations and assets: the records the API serves.
 
 use iothubgdr_store::{
-    App, Asset, AttributeFilter, Location, LocationFilter, NewApp, NewAsset, NewLocation, Page,
-    PageRequest, StoreResult, Tenant,
+    App, Asset, AssetFilter, Location, LocationFilter, NewApp, NewLocation, Page, PageRequest,
+    StoreResult, Tenant,
 };
 use sqlx::QueryBuilder;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::query::{count_of, into_page, push_attribute_filter, push_location_filter, push_page};
+use crate::events::push_asset_filter;
+use crate::query::{count_of, into_page, push_location_filter, push_page};
 use crate::rows;
 use crate::rows::{asset_from_row, backend, location_from_row};
 use crate::PostgresStore;
@@ -163,26 +164,6 @@ pub(crate) async fn location_count(
     count_of(&row)
 }
 
-pub(crate) async fn asset_create(
-    store: &PostgresStore,
-    tenant_id: Uuid,
-    new: NewAsset,
-) -> StoreResult<Asset> {
-    let row = sqlx::query(
-        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
-         VALUES ($1, $2, NULL, $3, $4, date_trunc('milliseconds', now()), \
-                 date_trunc('milliseconds', now())) RETURNING *",
-    )
-    .bind(Uuid::now_v7())
-    .bind(tenant_id)
-    .bind(serde_json::Value::from(new.behaviours))
-    .bind(serde_json::Value::Object(new.attributes))
-    .fetch_one(&store.pool)
-    .await
-    .map_err(backend)?;
-    asset_from_row(&row)
-}
-
 pub(crate) async fn asset_get(
     store: &PostgresStore,
     tenant_id: Uuid,
@@ -200,12 +181,12 @@ pub(crate) async fn asset_get(
 pub(crate) async fn asset_list(
     store: &PostgresStore,
     tenant_id: Uuid,
-    filter: &AttributeFilter,
+    filter: &AssetFilter,
     page: PageRequest,
 ) -> StoreResult<Page<Asset>> {
     let mut query = QueryBuilder::new("SELECT * FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id);
-    push_attribute_filter(&mut query, filter);
+    push_asset_filter(&mut query, filter);
     push_page(&mut query, page);
     let rows = query
         .build()
@@ -222,11 +203,11 @@ pub(crate) async fn asset_list(
 pub(crate) async fn asset_count(
     store: &PostgresStore,
     tenant_id: Uuid,
-    filter: &AttributeFilter,
+    filter: &AssetFilter,
 ) -> StoreResult<u64> {
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id);
-    push_attribute_filter(&mut query, filter);
+    push_asset_filter(&mut query, filter);
     let row = query
         .build()
         .fetch_one(&store.pool)

@@ -64,7 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect();
             store
-                .import_write_page(id, tenant_id, &ImportContext::default(), &assets).await?;
+                .import_write_page(id, tenant_id, &ImportContext::default(), &assets)
+                .await?;
         }
         let elapsed = started.elapsed();
         let total = pages * page_size;

@@ -34,316 +34,318 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-impl SqliteStore {
-    pub(crate) async fn history_asset_create(
-        &self,
-        tenant_id: Uuid,
-        new: NewAsset,
-    ) -> StoreResult<Asset> {
-        let now = millis(OffsetDateTime::now_utc());
-        let id = Uuid::now_v7();
-        let behaviours = to_json_text(&new.behaviours)?;
-        let attributes = to_json_text(&new.attributes)?;
-        let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
-        event.asset_attributes = new.attributes;
-        let event = event_row(id, &event, now)?;
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
-            "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
-             VALUES (?, ?, NULL, ?, ?, 1, ?, ?) RETURNING *",
-        )
-        .bind(id.to_string())
-        .bind(tenant_id.to_string())
-        .bind(behaviours)
-        .bind(attributes)
+pub(crate) async fn asset_create(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    new: NewAsset,
+) -> StoreResult<Asset> {
+    let now = millis(OffsetDateTime::now_utc());
+    let id = Uuid::now_v7();
+    let behaviours = to_json_text(&new.behaviours)?;
+    let attributes = to_json_text(&new.attributes)?;
+    let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
+    event.asset_attributes = new.attributes;
+    let event = event_row(id, &event, now)?;
+    let mut tx = store.begin_write().await?;
+    let row = sqlx::query(
+        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
+         VALUES (?, ?, NULL, ?, ?, 1, ?, ?) RETURNING *",
+    )
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .bind(behaviours)
+    .bind(attributes)
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    insert_events(&mut tx, tenant_id, &[event], now).await?;
+    tx.commit().await.map_err(backend)?;
+    asset_from_row(&row)
+}
+
+pub(crate) async fn event_create(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    asset_id: Uuid,
+    new: NewEvent,
+) -> StoreResult<EventWrite> {
+    let mut tx = store.begin_write().await?;
+    let Some(row) =
+        sqlx::query("SELECT attributes, tracked FROM assets WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id.to_string())
+            .bind(asset_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+    else {
+        return Ok(EventWrite::NoAsset);
+    };
+    let mut attributes: Attributes = json_col(&row, "attributes")?;
+    let mut tracked = row.try_get::<i64, _>("tracked").map_err(backend)? != 0;
+    if let Err(refused) = apply_event(
+        &mut attributes,
+        &mut tracked,
+        &new.behaviour,
+        &new.operation,
+        &new.asset_attributes,
+        true,
+    ) {
+        return Ok(EventWrite::Refused(refused));
+    }
+    let now = millis(OffsetDateTime::now_utc());
+    let event = event_row(asset_id, &new, now)?;
+    let event_id = event.id;
+    insert_events(&mut tx, tenant_id, &[event], now).await?;
+    sqlx::query("UPDATE assets SET attributes = ?, tracked = ?, at_time = ? WHERE id = ?")
+        .bind(to_json_text(&attributes)?)
+        .bind(i64::from(tracked))
         .bind(now)
-        .bind(now)
+        .bind(asset_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let row = sqlx::query("SELECT * FROM events WHERE id = ?")
+        .bind(event_id.to_string())
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        insert_events(&mut tx, tenant_id, &[event], now).await?;
-        tx.commit().await.map_err(backend)?;
-        asset_from_row(&row)
-    }
+    let event = event_from_row(&row)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(EventWrite::Recorded(Box::new(event)))
+}
 
-    pub(crate) async fn history_event_create(
-        &self,
-        tenant_id: Uuid,
-        asset_id: Uuid,
-        new: NewEvent,
-    ) -> StoreResult<EventWrite> {
-        let mut tx = self.begin_write().await?;
-        let Some(row) =
-            sqlx::query("SELECT attributes, tracked FROM assets WHERE tenant_id = ? AND id = ?")
-                .bind(tenant_id.to_string())
-                .bind(asset_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
-        else {
-            return Ok(EventWrite::NoAsset);
-        };
-        let mut attributes: Attributes = json_col(&row, "attributes")?;
-        let mut tracked = row.try_get::<i64, _>("tracked").map_err(backend)? != 0;
-        if let Err(refused) = apply_event(
-            &mut attributes,
-            &mut tracked,
-            &new.behaviour,
-            &new.operation,
-            &new.asset_attributes,
-            true,
-        ) {
-            return Ok(EventWrite::Refused(refused));
-        }
-        let now = millis(OffsetDateTime::now_utc());
-        let event = event_row(asset_id, &new, now)?;
-        let event_id = event.id;
-        insert_events(&mut tx, tenant_id, &[event], now).await?;
-        sqlx::query("UPDATE assets SET attributes = ?, tracked = ?, at_time = ? WHERE id = ?")
-            .bind(to_json_text(&attributes)?)
-            .bind(i64::from(tracked))
-            .bind(now)
-            .bind(asset_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let row = sqlx::query("SELECT * FROM events WHERE id = ?")
-            .bind(event_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let event = event_from_row(&row)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(EventWrite::Recorded(Box::new(event)))
-    }
+pub(crate) async fn asset_get_at(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    id: Uuid,
+    at: OffsetDateTime,
+) -> StoreResult<Option<Asset>> {
+    let mut conn = store.pool.acquire().await.map_err(backend)?;
+    crate::events::asset_get_at(&mut conn, tenant_id, id, at).await
+}
 
-    pub(crate) async fn history_asset_get_at(
-        &self,
-        tenant_id: Uuid,
-        id: Uuid,
-        at: OffsetDateTime,
-    ) -> StoreResult<Option<Asset>> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        crate::events::asset_get_at(&mut conn, tenant_id, id, at).await
-    }
+pub(crate) async fn event_get(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    asset_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<Event>> {
+    let row = sqlx::query("SELECT * FROM events WHERE tenant_id = ? AND asset_id = ? AND id = ?")
+        .bind(tenant_id.to_string())
+        .bind(asset_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(event_from_row).transpose()
+}
 
-    pub(crate) async fn history_event_get(
-        &self,
-        tenant_id: Uuid,
-        asset_id: Uuid,
-        id: Uuid,
-    ) -> StoreResult<Option<Event>> {
-        let row =
-            sqlx::query("SELECT * FROM events WHERE tenant_id = ? AND asset_id = ? AND id = ?")
-                .bind(tenant_id.to_string())
-                .bind(asset_id.to_string())
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        row.as_ref().map(event_from_row).transpose()
-    }
+pub(crate) async fn event_list(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Event>> {
+    let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
+    query.push_bind(tenant_id.to_string());
+    push_event_filter(&mut query, filter);
+    push_page(&mut query, page);
+    let rows = query
+        .build()
+        .fetch_all(&store.pool)
+        .await
+        .map_err(backend)?;
+    let items = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, |event| event.seq))
+}
 
-    pub(crate) async fn history_event_list(
-        &self,
-        tenant_id: Uuid,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<Event>> {
-        let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
-        query.push_bind(tenant_id.to_string());
-        push_event_filter(&mut query, filter);
-        push_page(&mut query, page);
-        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
-        let items = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, page, |event| event.seq))
-    }
+pub(crate) async fn event_count(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    filter: &EventFilter,
+) -> StoreResult<u64> {
+    let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
+    query.push_bind(tenant_id.to_string());
+    push_event_filter(&mut query, filter);
+    let row = query
+        .build()
+        .fetch_one(&store.pool)
+        .await
+        .map_err(backend)?;
+    count_of(&row)
+}
 
-    pub(crate) async fn history_event_count(
-        &self,
-        tenant_id: Uuid,
-        filter: &EventFilter,
-    ) -> StoreResult<u64> {
-        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
-        query.push_bind(tenant_id.to_string());
-        push_event_filter(&mut query, filter);
-        let row = query.build().fetch_one(&self.pool).await.map_err(backend)?;
-        count_of(&row)
-    }
-
-    /// The page write of an import: reads what is stored for the page's keys, plans every
-    /// upsert with the shared rules, and writes only what changed.
-    pub(crate) async fn history_write_page(
-        &self,
-        id: Uuid,
-        tenant_id: Uuid,
-        context: &ImportContext,
-        assets: &[AssetUpsert],
-    ) -> StoreResult<PageWrite> {
-        let assets = distinct_sorted(assets);
-        let added = u64::try_from(assets.len()).unwrap_or(u64::MAX);
-        let tenant = tenant_id.to_string();
-        let mut tx = self.begin_write().await?;
-        let now = millis(OffsetDateTime::now_utc());
-        let stored = stored_assets(&mut tx, &tenant, &assets).await?;
-        let plan = plan_page(&assets, &stored, context);
-        let number_assets_imported =
-            match bump_import(&mut tx, id, tenant_id, added, &plan.breakdown).await? {
-                Ok(total) => total,
-                Err(status) => {
-                    tx.rollback().await.map_err(backend)?;
-                    return Ok(PageWrite::Stopped(status));
-                }
-            };
-        for chunk in plan.inserts.chunks(CHUNK) {
-            let mut rows_to_insert = Vec::with_capacity(chunk.len());
-            for insert in chunk {
-                rows_to_insert.push((
-                    insert.id.to_string(),
-                    insert.upsert.source_key.as_str(),
-                    to_json_text(&insert.upsert.behaviours)?,
-                    to_json_text(&insert.upsert.attributes)?,
-                    &insert.upsert.observation.incarnation,
-                ));
-            }
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
-                 source_generation, source_version, at_time, created_at) ",
-            );
-            query.push_values(
-                &rows_to_insert,
-                |mut row, (asset_id, key, behaviours, attributes, incarnation)| {
-                    row.push_bind(asset_id.as_str())
-                        .push_bind(tenant.as_str())
-                        .push_bind(*key)
-                        .push_bind(behaviours.as_str())
-                        .push_bind(attributes.as_str())
-                        .push_bind(1_i64)
-                        .push_bind(incarnation.generation.as_deref())
-                        .push_bind(incarnation.version)
-                        .push_bind(now)
-                        .push_bind(now);
-                },
-            );
-            query.build().execute(&mut *tx).await.map_err(backend)?;
-        }
-        for update in &plan.updates {
-            let incarnation = &update.upsert.observation.incarnation;
-            sqlx::query(
-                "UPDATE assets SET behaviours = ?, attributes = ?, tracked = 1, \
-                 source_generation = ?, source_version = ?, at_time = ? WHERE id = ?",
-            )
-            .bind(to_json_text(&update.upsert.behaviours)?)
-            .bind(to_json_text(&update.attributes)?)
-            .bind(incarnation.generation.as_deref())
-            .bind(incarnation.version)
-            .bind(now)
-            .bind(update.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        let events = plan
-            .events()
-            .map(|(asset_id, event)| event_row(asset_id, event, now))
-            .collect::<StoreResult<Vec<_>>>()?;
-        insert_events(&mut tx, tenant_id, &events, now).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(PageWrite::Written {
-            number_assets_imported,
-            breakdown: plan.breakdown,
-        })
-    }
-
-    /// `StopTracking` for the given assets that are still tracked.
-    pub(crate) async fn history_stop_tracking(
-        &self,
-        id: Uuid,
-        tenant_id: Uuid,
-        context: &ImportContext,
-        asset_ids: &[Uuid],
-    ) -> StoreResult<PageWrite> {
-        let mut tx = self.begin_write().await?;
-        let now = millis(OffsetDateTime::now_utc());
-        let mut stopped: Vec<Uuid> = Vec::new();
-        for chunk in asset_ids.chunks(CHUNK) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new("UPDATE assets SET tracked = 0, at_time = ");
-            query.push_bind(now);
-            query.push(" WHERE tracked = 1 AND tenant_id = ");
-            query.push_bind(tenant_id.to_string());
-            query.push(" AND id IN (");
-            let mut list = query.separated(", ");
-            for asset_id in chunk {
-                list.push_bind(asset_id.to_string());
-            }
-            query.push(") RETURNING id");
-            for row in query.build().fetch_all(&mut *tx).await.map_err(backend)? {
-                stopped.push(rows::uuid_col(&row, "id")?);
-            }
-        }
-        let breakdown = ImportBreakdown {
-            stopped_tracking: u64::try_from(stopped.len()).unwrap_or(u64::MAX),
-            ..ImportBreakdown::default()
-        };
-        let number_assets_imported = match bump_import(&mut tx, id, tenant_id, 0, &breakdown)
-            .await?
-        {
+/// The page write of an import: reads what is stored for the page's keys, plans every
+/// upsert with the shared rules, and writes only what changed.
+pub(crate) async fn write_page(
+    store: &SqliteStore,
+    id: Uuid,
+    tenant_id: Uuid,
+    context: &ImportContext,
+    assets: &[AssetUpsert],
+) -> StoreResult<PageWrite> {
+    let assets = distinct_sorted(assets);
+    let added = u64::try_from(assets.len()).unwrap_or(u64::MAX);
+    let tenant = tenant_id.to_string();
+    let mut tx = store.begin_write().await?;
+    let now = millis(OffsetDateTime::now_utc());
+    let stored = stored_assets(&mut tx, &tenant, &assets).await?;
+    let plan = plan_page(&assets, &stored, context);
+    let number_assets_imported =
+        match bump_import(&mut tx, id, tenant_id, added, &plan.breakdown).await? {
             Ok(total) => total,
             Err(status) => {
                 tx.rollback().await.map_err(backend)?;
                 return Ok(PageWrite::Stopped(status));
             }
         };
-        let event = stop_tracking_event(context);
-        let rows = stopped
-            .iter()
-            .map(|asset_id| event_row(*asset_id, &event, now))
-            .collect::<StoreResult<Vec<_>>>()?;
-        insert_events(&mut tx, tenant_id, &rows, now).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(PageWrite::Written {
-            number_assets_imported,
-            breakdown,
-        })
+    for chunk in plan.inserts.chunks(CHUNK) {
+        let mut rows_to_insert = Vec::with_capacity(chunk.len());
+        for insert in chunk {
+            rows_to_insert.push((
+                insert.id.to_string(),
+                insert.upsert.source_key.as_str(),
+                to_json_text(&insert.upsert.behaviours)?,
+                to_json_text(&insert.upsert.attributes)?,
+                &insert.upsert.observation.incarnation,
+            ));
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
+             source_generation, source_version, at_time, created_at) ",
+        );
+        query.push_values(
+            &rows_to_insert,
+            |mut row, (asset_id, key, behaviours, attributes, incarnation)| {
+                row.push_bind(asset_id.as_str())
+                    .push_bind(tenant.as_str())
+                    .push_bind(*key)
+                    .push_bind(behaviours.as_str())
+                    .push_bind(attributes.as_str())
+                    .push_bind(1_i64)
+                    .push_bind(incarnation.generation.as_deref())
+                    .push_bind(incarnation.version)
+                    .push_bind(now)
+                    .push_bind(now);
+            },
+        );
+        query.build().execute(&mut *tx).await.map_err(backend)?;
     }
-
-    /// `(id, source_key)` of tracked assets under a key prefix, in key order.
-    pub(crate) async fn history_tracked_by_source(
-        &self,
-        tenant_id: Uuid,
-        prefix: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Uuid, String)>> {
-        // Every key that starts with `prefix` sorts below `prefix` + U+10FFFF (SQLite's
-        // BINARY collation is the byte order of UTF-8), so an index range serves it.
-        let upper = format!("{prefix}\u{10FFFF}");
-        let rows = sqlx::query(
-            "SELECT id, source_key FROM assets WHERE tenant_id = ? AND tracked = 1 \
-             AND source_key >= ? AND source_key < ? AND source_key > ? \
-             ORDER BY source_key LIMIT ?",
+    for update in &plan.updates {
+        let incarnation = &update.upsert.observation.incarnation;
+        sqlx::query(
+            "UPDATE assets SET behaviours = ?, attributes = ?, tracked = 1, \
+             source_generation = ?, source_version = ?, at_time = ? WHERE id = ?",
         )
-        .bind(tenant_id.to_string())
-        .bind(prefix)
-        .bind(upper)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(to_json_text(&update.upsert.behaviours)?)
+        .bind(to_json_text(&update.attributes)?)
+        .bind(incarnation.generation.as_deref())
+        .bind(incarnation.version)
+        .bind(now)
+        .bind(update.id.to_string())
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    rows::uuid_col(row, "id")?,
-                    row.try_get::<String, _>("source_key").map_err(backend)?,
-                ))
-            })
-            .collect()
     }
+    let events = plan
+        .events()
+        .map(|(asset_id, event)| event_row(asset_id, event, now))
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_events(&mut tx, tenant_id, &events, now).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(PageWrite::Written {
+        number_assets_imported,
+        breakdown: plan.breakdown,
+    })
+}
+
+/// `StopTracking` for the given assets that are still tracked.
+pub(crate) async fn stop_tracking(
+    store: &SqliteStore,
+    id: Uuid,
+    tenant_id: Uuid,
+    context: &ImportContext,
+    asset_ids: &[Uuid],
+) -> StoreResult<PageWrite> {
+    let mut tx = store.begin_write().await?;
+    let now = millis(OffsetDateTime::now_utc());
+    let mut stopped: Vec<Uuid> = Vec::new();
+    for chunk in asset_ids.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Sqlite>::new("UPDATE assets SET tracked = 0, at_time = ");
+        query.push_bind(now);
+        query.push(" WHERE tracked = 1 AND tenant_id = ");
+        query.push_bind(tenant_id.to_string());
+        query.push(" AND id IN (");
+        let mut list = query.separated(", ");
+        for asset_id in chunk {
+            list.push_bind(asset_id.to_string());
+        }
+        query.push(") RETURNING id");
+        for row in query.build().fetch_all(&mut *tx).await.map_err(backend)? {
+            stopped.push(rows::uuid_col(&row, "id")?);
+        }
+    }
+    let breakdown = ImportBreakdown {
+        stopped_tracking: u64::try_from(stopped.len()).unwrap_or(u64::MAX),
+        ..ImportBreakdown::default()
+    };
+    let number_assets_imported = match bump_import(&mut tx, id, tenant_id, 0, &breakdown).await? {
+        Ok(total) => total,
+        Err(status) => {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(PageWrite::Stopped(status));
+        }
+    };
+    let event = stop_tracking_event(context);
+    let rows = stopped
+        .iter()
+        .map(|asset_id| event_row(*asset_id, &event, now))
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_events(&mut tx, tenant_id, &rows, now).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(PageWrite::Written {
+        number_assets_imported,
+        breakdown,
+    })
+}
+
+/// `(id, source_key)` of tracked assets under a key prefix, in key order.
+pub(crate) async fn tracked_by_source(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<(Uuid, String)>> {
+    // Every key that starts with `prefix` sorts below `prefix` + U+10FFFF (SQLite's
+    // BINARY collation is the byte order of UTF-8), so an index range serves it.
+    let upper = format!("{prefix}\u{10FFFF}");
+    let rows = sqlx::query(
+        "SELECT id, source_key FROM assets WHERE tenant_id = ? AND tracked = 1 \
+         AND source_key >= ? AND source_key < ? AND source_key > ? \
+         ORDER BY source_key LIMIT ?",
+    )
+    .bind(tenant_id.to_string())
+    .bind(prefix)
+    .bind(upper)
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                rows::uuid_col(row, "id")?,
+                row.try_get::<String, _>("source_key").map_err(backend)?,
+            ))
+        })
+        .collect()
 }
 
 /// What is stored for the page's keys, by key.

@@ -2,10 +2,10 @@
 
 use crate::query::{count_of, into_page, push_page};
 use crate::rows;
-use crate::rows::{backend, import_from_row, millis, to_json_text};
+use crate::rows::{backend, import_from_row, millis};
 use iothubgdr_store::{
-    distinct_sorted, Admission, AssetUpsert, Import, ImportLimits, ImportOutcome, ImportStatus,
-    LimitScope, NewImport, Page, PageRequest, PageWrite, StoreResult,
+    Admission, Import, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport, Page,
+    PageRequest, StoreResult,
 };
 use sqlx::Row;
 use sqlx::{QueryBuilder, Sqlite};
@@ -13,10 +13,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{unique_or_backend, SqliteStore, UNFINISHED};
-
-/// Rows per multi-row `INSERT` of an asset page. Each row binds 7 values, so a chunk stays
-/// far below SQLite's limit of 32766 bound variables.
-const ASSET_UPSERT_CHUNK: usize = 500;
 
 /// Ids per `IN (...)` list, far below SQLite's bound-variable limit.
 const ID_CHUNK: usize = 500;
@@ -232,89 +228,6 @@ pub(crate) async fn import_add_refused(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-pub(crate) async fn import_write_page(
-    store: &SqliteStore,
-    id: Uuid,
-    tenant_id: Uuid,
-    assets: &[AssetUpsert],
-) -> StoreResult<PageWrite> {
-    let now = millis(OffsetDateTime::now_utc());
-    // Serialise before taking the write lock so the lock is held only for SQL work.
-    let assets = distinct_sorted(assets);
-    let mut encoded = Vec::with_capacity(assets.len());
-    for asset in &assets {
-        encoded.push((
-            asset.source_key.as_str(),
-            to_json_text(&asset.behaviours)?,
-            to_json_text(&asset.attributes)?,
-        ));
-    }
-    let added = i64::try_from(assets.len()).unwrap_or(i64::MAX);
-
-    let mut tx = store.begin_write().await?;
-    // The count goes up only while the import is in progress; the same statement is the
-    // check, so a cancel committed before this transaction stops the page entirely.
-    let bumped = sqlx::query(
-        "UPDATE imports SET number_assets_imported = number_assets_imported + ? \
-         WHERE id = ? AND tenant_id = ? AND status = 'INPROGRESS' \
-         RETURNING number_assets_imported",
-    )
-    .bind(added)
-    .bind(id.to_string())
-    .bind(tenant_id.to_string())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
-    let Some(bumped) = bumped else {
-        let status_row = sqlx::query("SELECT status FROM imports WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.rollback().await.map_err(backend)?;
-        let status = match status_row {
-            Some(row) => rows::status_col(&row)?,
-            // An import that does not exist cannot take assets; report it as failed.
-            None => ImportStatus::Failed,
-        };
-        return Ok(PageWrite::Stopped(status));
-    };
-    let number_assets_imported: i64 = bumped.try_get(0).map_err(backend)?;
-
-    let tenant = tenant_id.to_string();
-    for chunk in encoded.chunks(ASSET_UPSERT_CHUNK) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (source_key, behaviours, attributes)| {
-            // Time-ordered ids: a page's new rows land together at the end of the id
-            // index instead of dirtying a random index page each, which made inserts
-            // four times slower than updates at 100,000 assets.
-            row.push_bind(Uuid::now_v7().to_string())
-                .push_bind(tenant.clone())
-                .push_bind(*source_key)
-                .push_bind(behaviours.as_str())
-                .push_bind(attributes.as_str())
-                .push_bind(now)
-                .push_bind(now);
-        });
-        // An update keeps the asset's id and seq (pagers never see it twice) and moves
-        // at_time only when the attributes really changed.
-        query.push(
-            " ON CONFLICT (tenant_id, source_key) DO UPDATE SET \
-               behaviours = excluded.behaviours, \
-               at_time = CASE WHEN assets.attributes = excluded.attributes \
-                         THEN assets.at_time ELSE excluded.at_time END, \
-               attributes = excluded.attributes",
-        );
-        query.build().execute(&mut *tx).await.map_err(backend)?;
-    }
-    tx.commit().await.map_err(backend)?;
-    Ok(PageWrite::Written {
-        number_assets_imported: u64::try_from(number_assets_imported).unwrap_or(0),
-    })
 }
 
 pub(crate) async fn import_finish(

@@ -6,7 +6,9 @@
 //! front and waits (`busy_timeout`) instead of failing when it would have to upgrade a read
 //! lock. Queries are runtime-checked (`sqlx::query`) because no database exists at build time.
 
+mod events;
 mod files;
+mod history;
 mod imports;
 mod keys;
 mod query;
@@ -19,12 +21,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use iothubgdr_store::{
-    Admission, App, Asset, AssetUpsert, AttributeFilter, Import, ImportLimits, ImportOutcome,
-    ImportStatus, Location, LocationFilter, NewApp, NewAsset, NewImport, NewLocation, Page,
-    PageRequest, PageWrite, Store, StoreError, StoreResult, StoredSigningKey,
+    Admission, App, Asset, AssetFilter, AssetUpsert, Event, EventFilter, EventWrite, Import,
+    ImportContext, ImportLimits, ImportOutcome, ImportStatus, Location, LocationFilter, NewApp,
+    NewAsset, NewEvent, NewImport, NewLocation, Page, PageRequest, PageWrite, Store, StoreError,
+    StoreResult, StoredSigningKey,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use files::{create_parent_dir, file_identity, restrict_database_files, OpenedFile};
@@ -209,24 +213,64 @@ impl Store for SqliteStore {
     }
 
     async fn asset_create(&self, tenant_id: Uuid, new: NewAsset) -> StoreResult<Asset> {
-        registry::asset_create(self, tenant_id, new).await
+        history::asset_create(self, tenant_id, new).await
     }
 
     async fn asset_get(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
         registry::asset_get(self, tenant_id, id).await
     }
 
+    async fn asset_get_at(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        at: OffsetDateTime,
+    ) -> StoreResult<Option<Asset>> {
+        history::asset_get_at(self, tenant_id, id, at).await
+    }
+
     async fn asset_list(
         &self,
         tenant_id: Uuid,
-        filter: &AttributeFilter,
+        filter: &AssetFilter,
         page: PageRequest,
     ) -> StoreResult<Page<Asset>> {
         registry::asset_list(self, tenant_id, filter, page).await
     }
 
-    async fn asset_count(&self, tenant_id: Uuid, filter: &AttributeFilter) -> StoreResult<u64> {
+    async fn asset_count(&self, tenant_id: Uuid, filter: &AssetFilter) -> StoreResult<u64> {
         registry::asset_count(self, tenant_id, filter).await
+    }
+
+    async fn event_create(
+        &self,
+        tenant_id: Uuid,
+        asset_id: Uuid,
+        new: NewEvent,
+    ) -> StoreResult<EventWrite> {
+        history::event_create(self, tenant_id, asset_id, new).await
+    }
+
+    async fn event_get(
+        &self,
+        tenant_id: Uuid,
+        asset_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<Event>> {
+        history::event_get(self, tenant_id, asset_id, id).await
+    }
+
+    async fn event_list(
+        &self,
+        tenant_id: Uuid,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Event>> {
+        history::event_list(self, tenant_id, filter, page).await
+    }
+
+    async fn event_count(&self, tenant_id: Uuid, filter: &EventFilter) -> StoreResult<u64> {
+        history::event_count(self, tenant_id, filter).await
     }
 
     async fn import_create(&self, new: NewImport, limits: ImportLimits) -> StoreResult<Admission> {
@@ -274,9 +318,30 @@ impl Store for SqliteStore {
         &self,
         id: Uuid,
         tenant_id: Uuid,
+        context: &ImportContext,
         assets: &[AssetUpsert],
     ) -> StoreResult<PageWrite> {
-        imports::import_write_page(self, id, tenant_id, assets).await
+        history::write_page(self, id, tenant_id, context, assets).await
+    }
+
+    async fn assets_tracked_by_source(
+        &self,
+        tenant_id: Uuid,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        history::tracked_by_source(self, tenant_id, prefix, after, limit).await
+    }
+
+    async fn import_stop_tracking(
+        &self,
+        id: Uuid,
+        tenant_id: Uuid,
+        context: &ImportContext,
+        asset_ids: &[Uuid],
+    ) -> StoreResult<PageWrite> {
+        history::stop_tracking(self, id, tenant_id, context, asset_ids).await
     }
 
     async fn import_finish(&self, id: Uuid, outcome: ImportOutcome) -> StoreResult<Option<Import>> {

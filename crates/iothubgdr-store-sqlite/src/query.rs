@@ -1,33 +1,16 @@
 //! The SQL shared by every list: attribute filters, keyset pages, counts.
 
-use iothubgdr_store::{AttributeFilter, LocationFilter, Page, PageRequest, StoreResult};
+use iothubgdr_store::{LocationFilter, Page, PageRequest, StoreResult};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::rows::backend;
-
-/// Appends `AND <attribute name> = <string value>` for every filter. `json_each` matches the
-/// key exactly (no JSON path quoting of names with dots or quotes) and only string values.
-pub(crate) fn push_attribute_filter(
-    query: &mut QueryBuilder<'_, Sqlite>,
-    filter: &AttributeFilter,
-) {
-    for (name, value) in &filter.0 {
-        query.push(
-            " AND EXISTS (SELECT 1 FROM json_each(attributes) AS a WHERE a.type = 'text' AND a.key = ",
-        );
-        query.push_bind(name.clone());
-        query.push(" AND a.value = ");
-        query.push_bind(value.clone());
-        query.push(")");
-    }
-}
 
 pub(crate) fn push_location_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &LocationFilter) {
     if let Some(name) = &filter.display_name {
         query.push(" AND display_name = ");
         query.push_bind(name.clone());
     }
-    push_attribute_filter(query, &filter.attributes);
+    crate::events::push_attribute_tests(query, "attributes", &filter.attributes);
 }
 
 pub(crate) fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {

@@ -1,11 +1,12 @@
 //! Apps (tenants and their clients), locations and assets: the records the API serves.
 
-use crate::query::{count_of, into_page, push_attribute_filter, push_location_filter, push_page};
+use crate::events::push_asset_filter;
+use crate::query::{count_of, into_page, push_location_filter, push_page};
 use crate::rows;
 use crate::rows::{asset_from_row, backend, location_from_row, millis, to_json_text};
 use iothubgdr_store::{
-    App, Asset, AttributeFilter, Location, LocationFilter, NewApp, NewAsset, NewLocation, Page,
-    PageRequest, StoreResult, Tenant,
+    App, Asset, AssetFilter, Location, LocationFilter, NewApp, NewLocation, Page, PageRequest,
+    StoreResult, Tenant,
 };
 use sqlx::QueryBuilder;
 use time::OffsetDateTime;
@@ -167,28 +168,6 @@ pub(crate) async fn location_count(
     count_of(&row)
 }
 
-pub(crate) async fn asset_create(
-    store: &SqliteStore,
-    tenant_id: Uuid,
-    new: NewAsset,
-) -> StoreResult<Asset> {
-    let now = millis(OffsetDateTime::now_utc());
-    let row = sqlx::query(
-        "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, at_time, created_at) \
-         VALUES (?, ?, NULL, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(Uuid::new_v4().to_string())
-    .bind(tenant_id.to_string())
-    .bind(to_json_text(&new.behaviours)?)
-    .bind(to_json_text(&new.attributes)?)
-    .bind(now)
-    .bind(now)
-    .fetch_one(&store.pool)
-    .await
-    .map_err(backend)?;
-    asset_from_row(&row)
-}
-
 pub(crate) async fn asset_get(
     store: &SqliteStore,
     tenant_id: Uuid,
@@ -206,12 +185,12 @@ pub(crate) async fn asset_get(
 pub(crate) async fn asset_list(
     store: &SqliteStore,
     tenant_id: Uuid,
-    filter: &AttributeFilter,
+    filter: &AssetFilter,
     page: PageRequest,
 ) -> StoreResult<Page<Asset>> {
     let mut query = QueryBuilder::new("SELECT * FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
-    push_attribute_filter(&mut query, filter);
+    push_asset_filter(&mut query, filter);
     push_page(&mut query, page);
     let rows = query
         .build()
@@ -228,11 +207,11 @@ pub(crate) async fn asset_list(
 pub(crate) async fn asset_count(
     store: &SqliteStore,
     tenant_id: Uuid,
-    filter: &AttributeFilter,
+    filter: &AssetFilter,
 ) -> StoreResult<u64> {
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
-    push_attribute_filter(&mut query, filter);
+    push_asset_filter(&mut query, filter);
     let row = query
         .build()
         .fetch_one(&store.pool)

@@ -100,4 +100,3 @@ pub struct LocationFilter {
     pub display_name: Option<String>,
     pub attributes: AttributeFilter,
 }
-

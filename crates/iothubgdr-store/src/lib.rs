@@ -24,8 +24,7 @@ pub use filter::{
     PrincipalFilter,
 };
 pub use history::{
-    Event, EventRefused, EventWrite, ImportBreakdown, Incarnation, NewEvent, Observation,
-    Principal,
+    Event, EventRefused, EventWrite, ImportBreakdown, Incarnation, NewEvent, Observation, Principal,
 };
 
 /// A token signing key kept in the database. Its `Debug` never shows the key.

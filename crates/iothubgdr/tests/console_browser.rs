@@ -181,14 +181,10 @@ async fn console_signs_in_imports_live_filters_pages_and_signs_out() {
     browser
         .click("#asset-filters .actions button.button-quiet")
         .await;
-    browser
-        .type_into("#extra-name-1", "iothub_iot_edge")
-        .await;
+    browser.type_into("#extra-name-1", "iothub_iot_edge").await;
     browser.type_into("#extra-value-1", "true").await;
     browser.click("#apply-filters").await;
-    let connected = api
-        .asset_count("attributes.iothub_iot_edge=true")
-        .await;
+    let connected = api.asset_count("attributes.iothub_iot_edge=true").await;
     wait_summary(
         &browser,
         &format!("Assets 1–25 of {}", count_text(connected)),

@@ -254,15 +254,14 @@ async fn list(
         &[ATTRIBUTES],
     )?;
     check_order_by(list.filters.get("order_by"))?;
-    let proof_matches = match list.filters.get("proof_mechanism").map(String::as_str) {
-        None | Some(PROOF_MECHANISM) | Some("PROOF_MECHANISM_UNSPECIFIED") => true,
-        Some("MERKLE_LOG" | "KHIPU") => false,
-        Some(_) => {
-            return Err(ApiError::invalid_argument(
+    let proof_matches =
+        match list.filters.get("proof_mechanism").map(String::as_str) {
+            None | Some(PROOF_MECHANISM) | Some("PROOF_MECHANISM_UNSPECIFIED") => true,
+            Some("MERKLE_LOG" | "KHIPU") => false,
+            Some(_) => return Err(ApiError::invalid_argument(
                 "query parameter `proof_mechanism` must be one of SIMPLE_HASH, MERKLE_LOG, KHIPU",
-            ))
-        }
-    };
+            )),
+        };
     let asked = AssetQuery {
         attributes: list.attribute_filter(ATTRIBUTES).0,
         tracked: tracked_filter(list.filters.get("tracked"))?,

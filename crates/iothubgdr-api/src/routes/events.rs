@@ -148,7 +148,11 @@ impl paging::Filters for EventQuery {
         self.filters
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
-            .chain(self.attributes.iter().map(|(_, test)| paging::match_pair(test)))
+            .chain(
+                self.attributes
+                    .iter()
+                    .map(|(_, test)| paging::match_pair(test)),
+            )
             .collect()
     }
 }

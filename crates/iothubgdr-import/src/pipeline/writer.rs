@@ -181,7 +181,8 @@ async fn write_retrying(
         match inner
             .store
             .import_write_page(id, tenant_id, context, batch)
-            .await {
+            .await
+        {
             Err(err) if err.is_retryable() && attempt < WRITE_ATTEMPTS => {
                 warn!(import = %id, attempt, error = %err.detail(), "page write will be tried again");
                 tokio::time::sleep(pause).await;

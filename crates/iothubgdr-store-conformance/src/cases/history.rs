@@ -62,7 +62,11 @@ fn seen(n: usize, colour: &str, generation: &str, version: i64, connected: bool)
     asset.observation.incarnation.version = Some(version);
     asset.observation.event_attributes.insert(
         "iothub_connection_state".into(),
-        json!(if connected { "Connected" } else { "Disconnected" }),
+        json!(if connected {
+            "Connected"
+        } else {
+            "Disconnected"
+        }),
     );
     asset
 }
@@ -109,7 +113,10 @@ pub async fn creating_an_asset_records_its_new_asset_event(db: &TestDatabase) {
         Some(event.clone())
     );
     // Another tenant sees none of it.
-    assert_eq!(store.event_get(theirs, asset.id, event.id).await.unwrap(), None);
+    assert_eq!(
+        store.event_get(theirs, asset.id, event.id).await.unwrap(),
+        None
+    );
     assert_eq!(
         store
             .event_count(theirs, &EventFilter::default())
@@ -118,7 +125,10 @@ pub async fn creating_an_asset_records_its_new_asset_event(db: &TestDatabase) {
         0
     );
     assert_eq!(
-        store.event_count(mine, &EventFilter::default()).await.unwrap(),
+        store
+            .event_count(mine, &EventFilter::default())
+            .await
+            .unwrap(),
         1
     );
 }
@@ -142,8 +152,12 @@ pub async fn posted_events_change_the_asset_or_are_refused(db: &TestDatabase) {
         .await
         .unwrap();
     let mut record = NewEvent::new(BEHAVIOUR_RECORD_EVIDENCE, OPERATION_RECORD, principal("p"));
-    record.asset_attributes.insert("colour".into(), json!("blue"));
-    record.event_attributes.insert("note".into(), json!("painted"));
+    record
+        .asset_attributes
+        .insert("colour".into(), json!("blue"));
+    record
+        .event_attributes
+        .insert("note".into(), json!("painted"));
     let declared = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     record.timestamp_declared = Some(declared);
     record.principal_declared = Some(principal("painter"));
@@ -155,10 +169,7 @@ pub async fn posted_events_change_the_asset_or_are_refused(db: &TestDatabase) {
             .unwrap(),
         EventWrite::NoAsset
     );
-    let EventWrite::Recorded(event) = store
-        .event_create(mine, asset.id, record)
-        .await
-        .unwrap()
+    let EventWrite::Recorded(event) = store.event_create(mine, asset.id, record).await.unwrap()
     else {
         panic!("not recorded")
     };
@@ -184,7 +195,14 @@ pub async fn posted_events_change_the_asset_or_are_refused(db: &TestDatabase) {
             .unwrap(),
         EventWrite::Recorded(_)
     ));
-    assert!(!store.asset_get(mine, asset.id).await.unwrap().unwrap().tracked);
+    assert!(
+        !store
+            .asset_get(mine, asset.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .tracked
+    );
     assert!(matches!(
         store
             .event_create(mine, asset.id, builtin(OPERATION_STOP_TRACKING))
@@ -205,7 +223,11 @@ pub async fn posted_events_change_the_asset_or_are_refused(db: &TestDatabase) {
     ));
     assert!(matches!(
         store
-            .event_create(mine, asset.id, NewEvent::new("Firmware", "Update", principal("p")))
+            .event_create(
+                mine,
+                asset.id,
+                NewEvent::new("Firmware", "Update", principal("p"))
+            )
             .await
             .unwrap(),
         EventWrite::Refused(EventRefused::Unsupported(..))
@@ -233,7 +255,10 @@ pub async fn imports_record_only_what_changed(db: &TestDatabase) {
     let first = running_import(&store, t).await;
     let ctx = import_context("import-1");
     let page: Vec<_> = (0..300).map(|n| seen(n, "red", "g1", 1, true)).collect();
-    let written = store.import_write_page(first, t, &ctx, &page).await.unwrap();
+    let written = store
+        .import_write_page(first, t, &ctx, &page)
+        .await
+        .unwrap();
     assert_eq!(
         breakdown(&written),
         ImportBreakdown {
@@ -244,28 +269,47 @@ pub async fn imports_record_only_what_changed(db: &TestDatabase) {
     let news = store.event_count(t, &EventFilter::default()).await.unwrap();
     assert_eq!(news, 300);
     let listed = store
-        .asset_list(t, &AssetFilter::default(), PageRequest { page_size: 1, before_seq: None })
+        .asset_list(
+            t,
+            &AssetFilter::default(),
+            PageRequest {
+                page_size: 1,
+                before_seq: None,
+            },
+        )
         .await
         .unwrap();
     let asset = &listed.items[0];
-    let event = &store.event_list(t, &of_asset(asset.id), ALL).await.unwrap().items[0];
+    let event = &store
+        .event_list(t, &of_asset(asset.id), ALL)
+        .await
+        .unwrap()
+        .items[0];
     assert_eq!(event.operation, OPERATION_NEW_ASSET);
     assert_eq!(event.asset_attributes, asset.attributes);
     // The import's identity and the volatile facts ride on the event, not on the asset.
     assert_eq!(event.event_attributes["iothub_import"], "import-1");
-    assert_eq!(event.event_attributes["iothub_connection_state"], "Connected");
+    assert_eq!(
+        event.event_attributes["iothub_connection_state"],
+        "Connected"
+    );
     assert!(!asset.attributes.contains_key("iothub_connection_state"));
     assert_eq!(event.principal_accepted, principal("import-1"));
 
     // The same hub again: only a volatile fact and the twin version moved. Nothing written.
     let second = running_import(&store, t).await;
-    let page: Vec<_> = (0..300).map(|n| seen(n, "red", "g1", 2, n % 2 == 0)).collect();
+    let page: Vec<_> = (0..300)
+        .map(|n| seen(n, "red", "g1", 2, n % 2 == 0))
+        .collect();
     let written = store
         .import_write_page(second, t, &import_context("import-2"), &page)
         .await
         .unwrap();
     assert_eq!(breakdown(&written).unchanged, 300);
-    assert_eq!(store.event_count(t, &EventFilter::default()).await.unwrap(), 300);
+    assert_eq!(
+        store.event_count(t, &EventFilter::default()).await.unwrap(),
+        300
+    );
 
     // Device 7's colour changed, device 8 lost its colour, device 9 was recreated.
     tick().await;
@@ -313,7 +357,10 @@ pub async fn imports_record_only_what_changed(db: &TestDatabase) {
         .filter(|e| e.event_attributes["arc_display_type"] == "Recreated")
         .collect();
     assert_eq!(recreated.len(), 1);
-    assert_eq!(recreated[0].event_attributes["iothub_connection_state"], "Disconnected");
+    assert_eq!(
+        recreated[0].event_attributes["iothub_connection_state"],
+        "Disconnected"
+    );
     // The import's totals add its writes up.
     let import = store.import_get(t, third).await.unwrap().unwrap();
     assert_eq!(import.breakdown.changed, 3);
@@ -360,10 +407,16 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
         .map(|(id, _)| *id)
         .collect();
     let second = running_import(&store, t).await;
-    let written = store.import_stop_tracking(second, t, &ctx, &gone).await.unwrap();
+    let written = store
+        .import_stop_tracking(second, t, &ctx, &gone)
+        .await
+        .unwrap();
     assert_eq!(breakdown(&written).stopped_tracking, 2);
     // Stopping them again does nothing.
-    let again = store.import_stop_tracking(second, t, &ctx, &gone).await.unwrap();
+    let again = store
+        .import_stop_tracking(second, t, &ctx, &gone)
+        .await
+        .unwrap();
     assert_eq!(breakdown(&again).stopped_tracking, 0);
     assert_eq!(
         store
@@ -388,8 +441,10 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
         .unwrap()
         .items;
     assert_eq!(stops.len(), 2);
-    assert!(stops.iter().all(|e| e.event_attributes["iothub_import"] == "import-2"
-        && e.behaviour == BEHAVIOUR_BUILTIN));
+    assert!(stops
+        .iter()
+        .all(|e| e.event_attributes["iothub_import"] == "import-2"
+            && e.behaviour == BEHAVIOUR_BUILTIN));
     let stopped = AssetFilter {
         tracked: Some(false),
         ..AssetFilter::default()
@@ -400,7 +455,10 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
         ..AssetFilter::default()
     };
     assert_eq!(store.asset_count(t, &tracked_only).await.unwrap(), 24);
-    assert_eq!(store.asset_count(t, &AssetFilter::default()).await.unwrap(), 26);
+    assert_eq!(
+        store.asset_count(t, &AssetFilter::default()).await.unwrap(),
+        26
+    );
     assert_eq!(
         store
             .assets_tracked_by_source(t, prefix, None, 100)
@@ -419,11 +477,19 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
     let b = breakdown(&written);
     assert_eq!((b.changed, b.tracked_again, b.created), (1, 1, 0));
     let back = gone[0];
-    let history = store.event_list(t, &of_asset(back), ALL).await.unwrap().items;
+    let history = store
+        .event_list(t, &of_asset(back), ALL)
+        .await
+        .unwrap()
+        .items;
     let operations: Vec<&str> = history.iter().map(|e| e.operation.as_str()).collect();
     assert_eq!(
         operations,
-        [OPERATION_START_TRACKING, OPERATION_STOP_TRACKING, OPERATION_NEW_ASSET],
+        [
+            OPERATION_START_TRACKING,
+            OPERATION_STOP_TRACKING,
+            OPERATION_NEW_ASSET
+        ],
         "newest first"
     );
     assert!(store.asset_get(t, back).await.unwrap().unwrap().tracked);
@@ -480,7 +546,9 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
     let store = db.open().await;
     let t = tenant(&store, "t").await;
     let import = running_import(&store, t).await;
-    let page: Vec<_> = (0..12).map(|n| device(n, if n < 4 { "red" } else { "blue" })).collect();
+    let page: Vec<_> = (0..12)
+        .map(|n| device(n, if n < 4 { "red" } else { "blue" }))
+        .collect();
     write_retrying(&store, import, t, &page).await;
     let ids: Vec<_> = store
         .asset_list(t, &AssetFilter::default(), ALL)
@@ -494,8 +562,14 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
     let middle = OffsetDateTime::now_utc();
     tick().await;
     for (n, id) in ids.iter().take(5).enumerate() {
-        let mut record = NewEvent::new(BEHAVIOUR_RECORD_EVIDENCE, OPERATION_RECORD, principal("poster"));
-        record.event_attributes.insert("n".into(), json!(n.to_string()));
+        let mut record = NewEvent::new(
+            BEHAVIOUR_RECORD_EVIDENCE,
+            OPERATION_RECORD,
+            principal("poster"),
+        );
+        record
+            .event_attributes
+            .insert("n".into(), json!(n.to_string()));
         if n % 2 == 0 {
             record.asset_attributes.insert("colour".into(), json!(""));
         }
@@ -552,7 +626,12 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
         .await,
         1
     );
-    let test = |name: &str, test| AttributeFilter(vec![AttributeMatch { name: name.into(), test }]);
+    let test = |name: &str, test| {
+        AttributeFilter(vec![AttributeMatch {
+            name: name.into(),
+            test,
+        }])
+    };
     // `colour` was set to "" by three posts: "not set" for the wildcards.
     assert_eq!(
         count(EventFilter {
@@ -596,7 +675,10 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
         before_seq: None,
     };
     loop {
-        let page = store.event_list(t, &EventFilter::default(), request).await.unwrap();
+        let page = store
+            .event_list(t, &EventFilter::default(), request)
+            .await
+            .unwrap();
         seen.extend(page.items.iter().map(|e| e.seq));
         match page.next_before_seq {
             Some(before) => request.before_seq = Some(before),
@@ -621,8 +703,14 @@ pub async fn two_imports_of_one_hub_record_each_device_once(db: &TestDatabase) {
     let (x, y) = (breakdown(&x), breakdown(&y));
     assert_eq!(x.created + y.created, 500);
     assert_eq!(x.unchanged + y.unchanged, 500);
-    assert_eq!(a.asset_count(t, &AssetFilter::default()).await.unwrap(), 500);
-    assert_eq!(a.event_count(t, &EventFilter::default()).await.unwrap(), 500);
+    assert_eq!(
+        a.asset_count(t, &AssetFilter::default()).await.unwrap(),
+        500
+    );
+    assert_eq!(
+        a.event_count(t, &EventFilter::default()).await.unwrap(),
+        500
+    );
 }
 
 pub async fn a_stopped_import_records_no_event(db: &TestDatabase) {
@@ -646,9 +734,15 @@ pub async fn a_stopped_import_records_no_event(db: &TestDatabase) {
         PageWrite::Stopped(_)
     ));
     assert!(matches!(
-        store.import_stop_tracking(id, t, &ctx, &[asset]).await.unwrap(),
+        store
+            .import_stop_tracking(id, t, &ctx, &[asset])
+            .await
+            .unwrap(),
         PageWrite::Stopped(_)
     ));
-    assert_eq!(store.event_count(t, &EventFilter::default()).await.unwrap(), 1);
+    assert_eq!(
+        store.event_count(t, &EventFilter::default()).await.unwrap(),
+        1
+    );
     assert!(store.asset_get(t, asset).await.unwrap().unwrap().tracked);
 }

@@ -1,8 +1,8 @@
 //! Imports on one handle: admission, claims, page writes, cancel, finish, delete.
 
 use iothubgdr_store::{
-    Admission, AssetFilter, AttributeFilter, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport,
-    PageRequest, PageWrite,
+    Admission, AssetFilter, AttributeFilter, ImportLimits, ImportOutcome, ImportStatus, LimitScope,
+    NewImport, PageRequest, PageWrite,
 };
 use uuid::Uuid;
 
@@ -89,7 +89,15 @@ pub async fn import_pages_upsert_and_count(db: &TestDatabase) {
         PageWrite::Stopped(_)
     ));
     // An empty page only checks the import.
-    assert_eq!(imported(&store.import_write_page(third, other, &context(), &[]).await.unwrap()), Some(5));
+    assert_eq!(
+        imported(
+            &store
+                .import_write_page(third, other, &context(), &[])
+                .await
+                .unwrap()
+        ),
+        Some(5)
+    );
 }
 
 pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(db: &TestDatabase) {
@@ -104,7 +112,15 @@ pub async fn a_page_with_duplicate_keys_keeps_the_last_and_counts_each_key_once(
         device(2, "red"),
         device(3, "blue"),
     ];
-    assert_eq!(imported(&store.import_write_page(id, tenant_id, &context(), &page).await.unwrap()), Some(3));
+    assert_eq!(
+        imported(
+            &store
+                .import_write_page(id, tenant_id, &context(), &page)
+                .await
+                .unwrap()
+        ),
+        Some(3)
+    );
     let all = AssetFilter::default();
     assert_eq!(store.asset_count(tenant_id, &all).await.unwrap(), 3);
     let blue = AssetFilter {

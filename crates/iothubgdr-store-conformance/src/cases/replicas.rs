@@ -284,10 +284,15 @@ pub async fn another_tenant_cannot_touch_a_running_import(db: &TestDatabase) {
     let owner = tenant(&owner_side, "owner").await;
     let intruder = tenant(&other_side, "intruder").await;
     let id = running_import(&owner_side, owner).await;
-    assert_eq!(imported(&owner_side
-            .import_write_page(id, owner, &context(), &[device(1, "red")])
-            .await
-            .unwrap()), Some(1));
+    assert_eq!(
+        imported(
+            &owner_side
+                .import_write_page(id, owner, &context(), &[device(1, "red")])
+                .await
+                .unwrap()
+        ),
+        Some(1)
+    );
     assert!(other_side
         .import_cancel(intruder, id)
         .await
@@ -311,8 +316,13 @@ pub async fn another_tenant_cannot_touch_a_running_import(db: &TestDatabase) {
     let import = owner_side.import_get(owner, id).await.unwrap().unwrap();
     assert_eq!(import.status, ImportStatus::InProgress);
     assert_eq!(import.finished_at, None);
-    assert_eq!(imported(&owner_side
-            .import_write_page(id, owner, &context(), &[device(2, "red")])
-            .await
-            .unwrap()), Some(2));
+    assert_eq!(
+        imported(
+            &owner_side
+                .import_write_page(id, owner, &context(), &[device(2, "red")])
+                .await
+                .unwrap()
+        ),
+        Some(2)
+    );
 }

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use iothubgdr_store::{
-    AssetFilter, AttributeFilter, LocationFilter, NewApp, NewAsset, NewLocation, PageRequest, StoreError,
+    AssetFilter, AttributeFilter, LocationFilter, NewApp, NewAsset, NewLocation, PageRequest,
+    StoreError,
 };
 use serde_json::json;
 
@@ -230,6 +231,7 @@ pub async fn paging_while_inserting_sees_every_older_row_once(db: &TestDatabase)
                 NewAsset {
                     behaviours: vec![],
                     attributes: serde_json::Map::from_iter([("n".into(), json!(n.to_string()))]),
+                    principal: Default::default(),
                 },
             )
             .await
@@ -247,6 +249,7 @@ pub async fn paging_while_inserting_sees_every_older_row_once(db: &TestDatabase)
                         NewAsset {
                             behaviours: vec![],
                             attributes: Default::default(),
+                            principal: Default::default(),
                         },
                     )
                     .await
