@@ -332,6 +332,24 @@ mod tests {
     }
 
     #[test]
+    fn refused_twins_with_a_valid_id_still_name_their_device() {
+        let twins = [
+            twin(serde_json::json!({"deviceId": "ok"})),
+            twin(serde_json::json!({"deviceId": "big", "tags": {"t": "x".repeat(MAX_TAGS_BYTES)}})),
+            twin(serde_json::json!({"deviceId": "bad id"})),
+        ];
+        let page = map_page("Hub.azure-devices.net", &twins, None, |_, _| {});
+        assert_eq!(page.assets.len(), 1);
+        assert_eq!(page.refused, 2);
+        // The device with oversized tags is in the hub: its asset must not be stopped. An id
+        // IoT Hub would refuse was never imported, so it needs no key.
+        assert_eq!(
+            page.refused_keys,
+            vec![source_key("Hub.azure-devices.net", "big")]
+        );
+    }
+
+    #[test]
     fn twins_within_iot_hub_limits_pass() {
         let ok = twin(serde_json::json!({
             "deviceId": format!("{}{}", "a".repeat(110), "-:.+%_#*?!(),=@;$'"),

@@ -601,6 +601,27 @@ async fn event_routes_filters_paging_and_tenants() {
         .await;
     assert_eq!(filtered.len(), 5);
 
+    // Page tokens are signed and belong to their list: a forged one, or one asset's token
+    // sent to every asset's list, answers 400.
+    let first_page = api.get(&format!("{events_path}?page_size=2")).await;
+    let token = first_page["next_page_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    for bad in [
+        format!("/archivist/v2/assets/-/events?page_token={token}"),
+        format!("{events_path}?page_token=e30.c2lnbmF0dXJl"),
+        format!("{events_path}?page_token={token}&behaviour=Builtin"),
+    ] {
+        let (status, answer) = api.call(Method::GET, &bad, None).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+    let second_page = api.get(&format!("{events_path}?page_token={token}")).await;
+    assert_eq!(
+        second_page["events"][0]["identity"], paged[2]["identity"],
+        "the token alone continues the list"
+    );
+
     // One event; events are immutable.
     let event_id = paged[3]["identity"].as_str().unwrap().to_owned();
     assert_eq!(
