@@ -5,10 +5,11 @@
 //!   containment tests served by a GIN (`jsonb_path_ops`) index.
 //! - Migrations run on every connect under sqlx's migration lock (a PostgreSQL advisory
 //!   lock), so replicas starting at once migrate once and the others wait.
-//! - A page of assets is one `INSERT` (`UNNEST` of arrays), whatever its size: no bound
-//!   parameter limit. The import's count is raised after it, in the same transaction, so
-//!   the count's row lock is held only for the commit and pages of one import write side by
-//!   side (see `concurrent_page_writes`).
+//! - A page of assets is one read of what is stored for its keys, then, when something
+//!   changed, one statement (`UNNEST` of arrays) for its assets and events, whatever its
+//!   size: no bound parameter limit (history.rs). The import's count is raised after it, in
+//!   the same transaction, so the count's row lock is held only for the commit and pages of
+//!   one import write side by side (see `concurrent_page_writes`).
 //! - Decisions that replicas must share — admitting an import under the limits, claiming
 //!   pending imports under the per-tenant running limit — are serialised by one
 //!   transaction-scoped advisory lock; they are short and rare next to page writes.
