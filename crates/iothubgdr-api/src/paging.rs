@@ -119,6 +119,7 @@ impl ListQuery {
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str()))
                 .chain(query.attributes.iter().map(|(_, test)| match_pair(test))),
+            query.attributes.len(),
         )?;
         Ok(query)
     }
@@ -144,22 +145,27 @@ impl ListQuery {
 /// a request and again when they come back inside a page token.
 pub trait Filters {
     fn filter_pairs(&self) -> Vec<(&str, &str)>;
+    /// How many of them are open-ended `<map>.<name>` attribute filters.
+    fn attribute_filter_count(&self) -> usize;
 }
 
-/// At most [`MAX_FILTERS`] filters, each part at most 1024 characters, at most
-/// [`MAX_FILTER_CHARS`] together.
-pub fn check_filters<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), ApiError> {
-    let mut count = 0;
+/// At most [`MAX_FILTERS`] attribute filters (`<map>.<name>`, the only kind a request can
+/// repeat without bound; each named filter of a list appears at most once), each part at
+/// most 1024 characters, and at most [`MAX_FILTER_CHARS`] for all filters together.
+pub fn check_filters<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    attribute_filters: usize,
+) -> Result<(), ApiError> {
+    let count = attribute_filters;
     let mut chars = 0;
     for (name, value) in pairs {
-        count += 1;
         crate::validate::max_len("filter name", name)?;
         crate::validate::max_len("filter value", value)?;
         chars += name.chars().count() + value.chars().count();
     }
     if count > MAX_FILTERS {
         return Err(ApiError::invalid_argument(format!(
-            "{count} filters given; a list takes at most {MAX_FILTERS}"
+            "{count} attribute filters given; a list takes at most {MAX_FILTERS}"
         )));
     }
     if chars > MAX_FILTER_CHARS {
@@ -336,7 +342,10 @@ pub fn decode_page_token<Q: DeserializeOwned + Filters>(
     if body.k != kind || body.b <= 0 {
         return Err(bad_token());
     }
-    check_filters(body.q.filter_pairs().into_iter())?;
+    check_filters(
+        body.q.filter_pairs().into_iter(),
+        body.q.attribute_filter_count(),
+    )?;
     Ok((body.q, body.b))
 }
 
@@ -451,6 +460,10 @@ mod tests {
                 .map(|name| ("name", name.as_str()))
                 .chain(self.more.iter().map(|(n, v)| (n.as_str(), v.as_str())))
                 .collect()
+        }
+
+        fn attribute_filter_count(&self) -> usize {
+            self.more.len()
         }
     }
 

@@ -298,6 +298,35 @@ pub(crate) async fn write_page(
     }
     let plan = plan_page(&assets, &stored, context);
     let b = &plan.breakdown;
+    if plan.inserts.is_empty() && plan.updates.is_empty() {
+        // Nothing changed: only the counts, in one statement (an unchanged hub's re-import
+        // is this read and this update per page).
+        let number: Option<i64> = sqlx::query_scalar(
+            "UPDATE imports SET number_assets_imported = number_assets_imported + $3, \
+               number_assets_unchanged = number_assets_unchanged + $4 \
+             WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
+             RETURNING number_assets_imported",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(as_i64(u64::try_from(assets.len()).unwrap_or(u64::MAX)))
+        .bind(as_i64(b.unchanged))
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(backend)?;
+        return match number {
+            Some(number) => Ok(PageWrite::Written {
+                number_assets_imported: u64::try_from(number).unwrap_or(0),
+                breakdown: plan.breakdown,
+            }),
+            None => {
+                let status = crate::imports::import_status(store, id)
+                    .await?
+                    .unwrap_or(ImportStatus::Failed);
+                Ok(PageWrite::Stopped(status))
+            }
+        };
+    }
 
     // New assets.
     let mut new_ids = Vec::with_capacity(plan.inserts.len());

@@ -109,6 +109,10 @@ impl paging::Filters for AssetQuery {
     fn filter_pairs(&self) -> Vec<(&str, &str)> {
         self.attributes.iter().map(paging::match_pair).collect()
     }
+
+    fn attribute_filter_count(&self) -> usize {
+        self.attributes.len()
+    }
 }
 
 impl AssetQuery {

@@ -155,6 +155,10 @@ impl paging::Filters for EventQuery {
             )
             .collect()
     }
+
+    fn attribute_filter_count(&self) -> usize {
+        self.attributes.len()
+    }
 }
 
 /// Event times with milliseconds: `at_time` and the `timestamp_*` filters take what an
@@ -192,6 +196,12 @@ async fn create(
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> Result<Json<EventJson>, ApiError> {
     let asset_id = parse_asset(&raw_asset)?;
+    // An asset the caller cannot see answers 404 whatever the body says.
+    let asset = state
+        .store
+        .asset_get(caller.tenant_id, asset_id)
+        .await?
+        .ok_or_else(|| not_found_identity("assets", &raw_asset))?;
     let behaviour = validate::required("behaviour", body.behaviour.as_deref())?.to_owned();
     let operation = validate::required("operation", body.operation.as_deref())?.to_owned();
     check_supported(&behaviour, &operation)?;
@@ -219,11 +229,6 @@ async fn create(
             validate::max_len(field, value)?;
         }
     }
-    let asset = state
-        .store
-        .asset_get(caller.tenant_id, asset_id)
-        .await?
-        .ok_or_else(|| not_found_identity("assets", &raw_asset))?;
     if behaviour != BEHAVIOUR_BUILTIN && !asset.behaviours.contains(&behaviour) {
         return Err(ApiError::invalid_argument(format!(
             "behaviour `{behaviour}` is not enabled on this asset"

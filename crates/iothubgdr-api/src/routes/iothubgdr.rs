@@ -205,6 +205,10 @@ impl paging::Filters for ImportQuery {
     fn filter_pairs(&self) -> Vec<(&str, &str)> {
         Vec::new()
     }
+
+    fn attribute_filter_count(&self) -> usize {
+        0
+    }
 }
 
 async fn create(

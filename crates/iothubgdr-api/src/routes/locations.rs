@@ -88,6 +88,10 @@ impl paging::Filters for LocationQuery {
             .chain(self.attributes.iter().map(paging::match_pair))
             .collect()
     }
+
+    fn attribute_filter_count(&self) -> usize {
+        self.attributes.len()
+    }
 }
 
 impl LocationQuery {
