@@ -9,7 +9,11 @@
 #   and compares the end-to-end rate with the rate at which the IoT Hub client alone pages
 #   through the same devices. Prints, per size and backend, devices/s both ways, their ratio,
 #   and the server's peak resident memory (VmHWM); then PostgreSQL's rate as a share of
-#   SQLite's. PostgreSQL runs on a throwaway cluster (.ci/postgres.sh) when its binaries are
+#   SQLite's. The first import records every device with its NewAsset event; the same
+#   server then imports the unchanged hub again, which must write no event at all, and its
+#   rate is reported against the client-alone rate too. BASELINE_BIN=<dir with another
+#   build's iothubgdr> also imports the same hub with that build first (say, main before a
+#   change), for a before/after ratio measured in the same run. PostgreSQL runs on a throwaway cluster (.ci/postgres.sh) when its binaries are
 #   installed (BACKENDS="sqlite" to skip it).
 # azure: a hub that looks like Azure: LATENCY_MS per request (default 150; real hubs answer
 #   a query page in 100-200 ms) and a quota of QUOTA queries a minute (default 1000, one S3
@@ -64,21 +68,21 @@ start_emulator() {
   (umask 077; json "$dir/emulator.json" iothub_connection_string >"$dir/secret")
 }
 
-# run_import DIR DEVICES [serve flags...]: starts a server on a fresh database in DIR
-# ($database when set, else SQLite in DIR), imports
-# the emulator's devices, checks every one arrived, and sets $result (JSON: seconds, CPU) and
-# $server_pid (still running, for its memory figures; the caller stops it).
-run_import() {
-  local dir=$1 n=$2; shift 2
+# start_server DIR [serve flags...]: starts a server ($server_bin, else this build) on a
+# fresh database in DIR ($database when set, else SQLite in DIR) and sets $url and
+# $server_pid (the caller stops it); DIR/bearer and DIR/body.json are the requests' parts.
+start_server() {
+  local dir=$1; shift
   local db=${database:-sqlite://$dir/data/iothubgdr.db}
-  "$bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --database "$db" \
+  local server_bin=${server_bin:-$bin}
+  "$server_bin/iothubgdr" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --database "$db" \
       --iothub-ca-file "$dir/../ca.pem" --iothub-resolve "$host=$addr" --log-level "${BENCH_LOG_LEVEL:-warn}" "$@" \
       >"$dir/server.out" 2>"$dir/server.log" &
   server_pid=$!; pids+=($server_pid)
   for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
-  local url app id secret token
+  local app id secret token
   url=$(sed -n 's/^listening on //p' "$dir/server.out" | head -n1)
-  app=$("$bin/iothubgdr" apps create --display-name bench --database "$db")
+  app=$("$server_bin/iothubgdr" apps create --display-name bench --database "$db")
   id=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_id'])" "$app")
   secret=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['client_secret'])" "$app")
   token=$(curl -sf "$url/archivist/iam/v1/appidp/token" -d grant_type=client_credentials \
@@ -89,6 +93,13 @@ run_import() {
 import json, sys
 print(json.dumps({"display_name": "bench", "secret": open(sys.argv[1]).read().strip()}))
 PY
+}
+
+# import_once DIR DEVICES: imports the emulator's devices through the server started in DIR,
+# checks every one arrived, and sets $result (JSON: seconds, CPU, the operation, and the
+# events recorded meanwhile).
+import_once() {
+  local dir=$1 n=$2
   # One Python process starts the import and polls it, so the benchmark's own polling costs
   # little CPU next to the server's.
   local postmaster=0
@@ -121,6 +132,18 @@ def call(method, path, body=None):
                                      headers={"Authorization": header, "Content-Type": "application/json"})
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)
+def events():
+    # A server without an events route (a baseline build) answers 404: no events.
+    request = urllib.request.Request(url + "/archivist/v2/assets/-/events?page_size=1",
+                                     headers={"Authorization": header, "X-Request-Total-Count": "true"})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return int(answer.headers["X-Total-Count"])
+    except urllib.error.HTTPError as err:
+        if err.code != 404:
+            raise
+        return 0
+events0 = events()
 cpu0 = (cpu(server_pid), cpu(emulator_pid), database_cpu())
 started = time.monotonic()
 operation = call("POST", "/archivist/v2/iothubgdr", open(body_file, "rb").read())
@@ -133,7 +156,7 @@ part = operation.get("result") or operation.get("error")
 print(json.dumps({"seconds": seconds, "imported": part["number_assets_imported"],
                   "server_cpu": cpu(server_pid) - cpu0[0], "emulator_cpu": cpu(emulator_pid) - cpu0[1],
                   "database_cpu": database_cpu() - cpu0[2],
-                  "operation": operation}))
+                  "events": events() - events0, "operation": operation}))
 PY
 )
   local imported
@@ -141,10 +164,34 @@ PY
   if [ "$imported" != "$n" ]; then echo "import of $n devices ended with $imported: $result" >&2; exit 1; fi
 }
 
+# run_import DIR DEVICES [serve flags...]: start_server, then one import_once.
+run_import() {
+  local dir=$1 n=$2; shift 2
+  start_server "$dir" "$@"
+  import_once "$dir" "$n"
+}
+
 stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 
+peak_kb() { awk '/VmHWM/ {print $2}' "/proc/$server_pid/status"; }
+
+# report DEVICES BACKEND RUN RESULT CLIENT_RATE PEAK_KB: one line of the loopback table.
+report() {
+  python3 - "$@" "$work/rates" <<'PY'
+import json, sys
+n, backend, run, result, client, peak, rates = sys.argv[1:8]
+n, result, client, peak = int(n), json.loads(result), float(client), int(peak)
+rate = n / result["seconds"]
+with open(rates, "a") as out:
+    out.write(f"{n} {backend} {run} {rate}\n")
+print(f"{n:<10} {backend:<9} {run:<10} {rate:14.0f} {client:14.0f} {rate / client:8.2f} {result['events']:9d} {peak / 1024:10.1f}"
+      f"   (CPU: server {result['server_cpu']:.1f} s, emulator {result['emulator_cpu']:.1f} s, "
+      f"PostgreSQL {result['database_cpu']:.1f} s; wall {result['seconds']:.1f} s)")
+PY
+}
+
 loopback() {
-  printf '%-10s %-9s %14s %14s %8s %16s\n' devices backend "import dev/s" "client dev/s" ratio "server peak MB"
+  printf '%-10s %-9s %-10s %14s %14s %8s %9s %10s\n' devices backend import "import dev/s" "client dev/s" ratio events "peak MB"
   for n in $DEVICES; do
     for backend in $BACKENDS; do
       local dir="$work/loopback-$n-$backend"
@@ -161,21 +208,28 @@ loopback() {
       client=$("$bin/examples/page_devices" --connection-string-file "$dir/secret" \
           --ca-file "$dir/ca.pem" --resolve "$host=$addr")
       client_rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['devices_per_second']))" "$client")
+      if [ -n "${BASELINE_BIN:-}" ]; then
+        mkdir -p "$dir/baseline"
+        server_bin=$BASELINE_BIN run_import "$dir/baseline" "$n"
+        report "$n" "$backend" baseline "$result" "$client_rate" "$(peak_kb)"
+        stop "$server_pid"
+        if [ "$backend" = postgres ]; then
+          # A fresh cluster, so the change's import also starts from an empty database.
+          bash .ci/postgres.sh stop "$pg_dir"
+          eval "$(bash .ci/postgres.sh start)"
+          pg_dir=$PG_TEST_DIR
+          database=$IOTHUBGDR_TEST_POSTGRES_URL
+        fi
+      fi
       mkdir -p "$dir/run"
       run_import "$dir/run" "$n"
-      local peak_kb
-      peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
-      python3 - "$n" "$result" "$client_rate" "$peak_kb" "$backend" "$work/rates" <<'PY'
-import json, sys
-n, result, client, peak = int(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-backend, rates = sys.argv[5], sys.argv[6]
-rate = n / result["seconds"]
-with open(rates, "a") as out:
-    out.write(f"{n} {backend} {rate}\n")
-print(f"{n:<10} {backend:<9} {rate:14.0f} {client:14.0f} {rate / client:8.2f} {peak / 1024:16.1f}"
-      f"   (CPU: server {result['server_cpu']:.1f} s, emulator {result['emulator_cpu']:.1f} s, "
-      f"PostgreSQL {result['database_cpu']:.1f} s; wall {result['seconds']:.1f} s)")
-PY
+      report "$n" "$backend" first "$result" "$client_rate" "$(peak_kb)"
+      # The same hub again, unchanged, into the same database: nothing may be written.
+      import_once "$dir/run" "$n"
+      report "$n" "$backend" unchanged "$result" "$client_rate" "$(peak_kb)"
+      local again_events
+      again_events=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['events'])" "$result")
+      if [ "$again_events" != 0 ]; then echo "the unchanged re-import wrote $again_events events" >&2; exit 1; fi
       stop "$server_pid" "$emulator_pid"
       pids=()
       database=
@@ -187,11 +241,14 @@ PY
 import collections, sys
 rates = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
-    n, backend, rate = line.split()
-    rates[int(n)][backend] = float(rate)
+    n, backend, run, rate = line.split()
+    rates[int(n)][(backend, run)] = float(rate)
 for n, by in sorted(rates.items()):
-    if "sqlite" in by and "postgres" in by:
-        print(f"{n} devices: PostgreSQL {by['postgres']:.0f}/s is {by['postgres'] / by['sqlite']:.0%} of SQLite's {by['sqlite']:.0f}/s")
+    for backend in ("sqlite", "postgres"):
+        if (backend, "baseline") in by and (backend, "first") in by:
+            print(f"{n} devices on {backend}: the first import with events runs at {by[(backend, 'first')] / by[(backend, 'baseline')]:.0%} of the baseline build's rate")
+    if ("sqlite", "first") in by and ("postgres", "first") in by:
+        print(f"{n} devices: PostgreSQL {by[('postgres', 'first')]:.0f}/s is {by[('postgres', 'first')] / by[('sqlite', 'first')]:.0%} of SQLite's {by[('sqlite', 'first')]:.0f}/s")
 PY
 }
 

@@ -15,7 +15,7 @@ use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, Hostility, RunningEmulator};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest, SubmitError, MSG_RESTARTED};
 use iothubgdr_store::{
-    Admission, AttributeFilter, Import, ImportLimits, ImportStatus, NewApp, NewImport, Store,
+    Admission, AssetFilter, Import, ImportLimits, ImportStatus, NewApp, NewImport, Store,
 };
 use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
 use prometheus_client::registry::Registry;
@@ -509,7 +509,7 @@ async fn refused_twins_are_counted_and_never_written(db: TestDatabase) {
     assert_eq!(done.number_assets_imported, 920);
     assert_eq!(
         store
-            .asset_count(tenant, &AttributeFilter::default())
+            .asset_count(tenant, &AssetFilter::default())
             .await
             .expect("count"),
         920

@@ -11,7 +11,7 @@ use std::time::Duration;
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{AttributeFilter, ImportStatus, NewApp, Store};
+use iothubgdr_store::{AssetFilter, ImportStatus, NewApp, Store};
 use iothubgdr_store_conformance::postgres_server_url;
 use iothubgdr_store_postgres::{PostgresOptions, PostgresStore};
 use sqlx::{Connection, PgConnection};
@@ -124,7 +124,7 @@ async fn page_writes_cut_off_by_the_database_are_retried_exactly_once() {
     assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
     assert_eq!(done.number_assets_imported, DEVICES, "{done:?}");
     let assets = store
-        .asset_count(tenant, &AttributeFilter::default())
+        .asset_count(tenant, &AssetFilter::default())
         .await
         .expect("count");
     assert_eq!(assets, DEVICES);

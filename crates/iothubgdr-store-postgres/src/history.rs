@@ -4,7 +4,8 @@
 //! `iothubgdr_store::history` (shared by every backend); this module only stores it.
 //!
 //! A page write reads the stored state of its keys without locking them, plans, and
-//! writes the plan in one statement that checks nothing moved meanwhile: an insert must
+//! writes the plan in one statement that checks nothing moved meanwhile, then raises the
+//! import's counts last (their row lock is held only for the commit): an insert must
 //! not meet an existing key, an update must find the row version (`xmin`) it read. When
 //! another writer of the same hub got there first, the transaction rolls back and answers
 //! [`StoreError::Retryable`], and the writer plans again from the new state. So an
@@ -365,27 +366,21 @@ pub(crate) async fn write_page(
         events.push(asset_id, event)?;
     }
 
-    // One statement: the counts go up only while the import is in progress, and the
-    // assets and events are written only when they did.
+    // The assets and events first, in one statement, written only while the import is in
+    // progress; the import's counts last, so their row lock is held only for the commit and
+    // concurrent pages of one import write side by side.
     let sql = format!(
-        "WITH bumped AS ( \
-           UPDATE imports SET number_assets_imported = number_assets_imported + $3, \
-             number_assets_created = number_assets_created + $4, \
-             number_assets_changed = number_assets_changed + $5, \
-             number_assets_unchanged = number_assets_unchanged + $6, \
-             number_assets_tracked_again = number_assets_tracked_again + $7, \
-             number_assets_recreated = number_assets_recreated + $8 \
-           WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
-           RETURNING number_assets_imported \
+        "WITH live AS ( \
+           SELECT 1 FROM imports WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
          ), inserted AS ( \
            INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
              source_generation, source_version, at_time, created_at) \
            SELECT n.id, $2, n.source_key, n.behaviours::jsonb, n.attributes::jsonb, TRUE, \
              n.generation, n.version, date_trunc('milliseconds', now()), \
              date_trunc('milliseconds', now()) \
-           FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
-                $14::bigint[]) AS n (id, source_key, behaviours, attributes, generation, version) \
-           WHERE EXISTS (SELECT 1 FROM bumped) \
+           FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                $8::bigint[]) AS n (id, source_key, behaviours, attributes, generation, version) \
+           WHERE EXISTS (SELECT 1 FROM live) \
            ON CONFLICT (tenant_id, source_key) DO NOTHING \
            RETURNING 1 \
          ), updated AS ( \
@@ -393,28 +388,22 @@ pub(crate) async fn write_page(
              attributes = u.attributes::jsonb, tracked = TRUE, \
              source_generation = u.generation, source_version = u.version, \
              at_time = date_trunc('milliseconds', now()) \
-           FROM UNNEST($15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], \
-                $20::bigint[]) AS u (id, row_version, behaviours, attributes, generation, version) \
+           FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                $14::bigint[]) AS u (id, row_version, behaviours, attributes, generation, version) \
            WHERE a.id = u.id AND a.xmin::text = u.row_version \
-             AND EXISTS (SELECT 1 FROM bumped) \
+             AND EXISTS (SELECT 1 FROM live) \
            RETURNING 1 \
          ), recorded AS ( \
-           {} WHERE EXISTS (SELECT 1 FROM bumped) RETURNING 1 \
+           {} WHERE EXISTS (SELECT 1 FROM live) RETURNING 1 \
          ) \
-         SELECT (SELECT number_assets_imported FROM bumped) AS number_assets_imported, \
+         SELECT (SELECT COUNT(*) FROM live) AS live, \
                 (SELECT COUNT(*) FROM inserted) AS inserted, \
                 (SELECT COUNT(*) FROM updated) AS updated",
-        insert_events_sql(2, 21)
+        insert_events_sql(2, 15)
     );
     let query = sqlx::query(&sql)
         .bind(id)
         .bind(tenant_id)
-        .bind(as_i64(u64::try_from(assets.len()).unwrap_or(u64::MAX)))
-        .bind(as_i64(b.created))
-        .bind(as_i64(b.changed))
-        .bind(as_i64(b.unchanged))
-        .bind(as_i64(b.tracked_again))
-        .bind(as_i64(b.recreated))
         .bind(&new_ids)
         .bind(&new_keys)
         .bind(&new_behaviours)
@@ -433,17 +422,12 @@ pub(crate) async fn write_page(
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-    let number: Option<i64> = row.try_get("number_assets_imported").map_err(backend)?;
-    let Some(number) = number else {
-        tx.rollback().await.map_err(backend)?;
-        let status = crate::imports::import_status(store, id)
-            .await?
-            .unwrap_or(ImportStatus::Failed);
-        return Ok(PageWrite::Stopped(status));
-    };
+    let live: i64 = row.try_get("live").map_err(backend)?;
     let inserted: i64 = row.try_get("inserted").map_err(backend)?;
     let updated: i64 = row.try_get("updated").map_err(backend)?;
-    if inserted != as_i64(plan.inserts.len() as u64) || updated != as_i64(plan.updates.len() as u64)
+    if live > 0
+        && (inserted != as_i64(plan.inserts.len() as u64)
+            || updated != as_i64(plan.updates.len() as u64))
     {
         tx.rollback().await.map_err(backend)?;
         return Err(StoreError::Retryable {
@@ -451,6 +435,36 @@ pub(crate) async fn write_page(
             source: Box::new(std::io::Error::other("the page's plan is out of date")),
         });
     }
+    // Waits for a concurrent cancel (or another page) holding the row, then re-reads it: a
+    // cancel that committed first leaves no row to update, and this page is rolled back.
+    let number: Option<i64> = sqlx::query_scalar(
+        "UPDATE imports SET number_assets_imported = number_assets_imported + $3, \
+           number_assets_created = number_assets_created + $4, \
+           number_assets_changed = number_assets_changed + $5, \
+           number_assets_unchanged = number_assets_unchanged + $6, \
+           number_assets_tracked_again = number_assets_tracked_again + $7, \
+           number_assets_recreated = number_assets_recreated + $8 \
+         WHERE id = $1 AND tenant_id = $2 AND status = 'INPROGRESS' \
+         RETURNING number_assets_imported",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(as_i64(u64::try_from(assets.len()).unwrap_or(u64::MAX)))
+    .bind(as_i64(b.created))
+    .bind(as_i64(b.changed))
+    .bind(as_i64(b.unchanged))
+    .bind(as_i64(b.tracked_again))
+    .bind(as_i64(b.recreated))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some(number) = number else {
+        tx.rollback().await.map_err(backend)?;
+        let status = crate::imports::import_status(store, id)
+            .await?
+            .unwrap_or(ImportStatus::Failed);
+        return Ok(PageWrite::Stopped(status));
+    };
     tx.commit().await.map_err(backend)?;
     Ok(PageWrite::Written {
         number_assets_imported: u64::try_from(number).unwrap_or(0),
