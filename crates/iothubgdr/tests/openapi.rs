@@ -421,6 +421,27 @@ async fn every_documented_route_answers_as_documented() {
         asset = Some(answer);
     }
     let (location, asset) = (location.unwrap(), asset.unwrap());
+    // A second event on the asset, so its events list has a second page too.
+    let asset_identity = asset.json["identity"]
+        .as_str()
+        .expect("identity")
+        .to_owned();
+    let event = client
+        .send(
+            "post",
+            &format!("/archivist/v2/{asset_identity}/events"),
+            Some(token),
+            &[],
+            Body::Json(json!({"behaviour": "RecordEvidence", "operation": "Record",
+                              "asset_attributes": {"checked": "yes"}})),
+        )
+        .await;
+    assert_eq!(event.status, 200, "{}", event.text);
+    let event_uuid = event.json["identity"]
+        .as_str()
+        .and_then(|identity| identity.rsplit('/').next())
+        .expect("event identity")
+        .to_owned();
     let start_import = || async {
         let answer = client
             .send(
@@ -452,6 +473,13 @@ async fn every_documented_route_answers_as_documented() {
                 "behaviours": ["RecordEvidence"], "attributes": {"arc_display_name": "valve"},
                 "public": false
             }),
+            "Events_Create" => json!({
+                "behaviour": "RecordEvidence", "operation": "Record",
+                "event_attributes": {"arc_display_type": "Inspection"},
+                "asset_attributes": {"inspected": "yes"},
+                "timestamp_declared": "2024-05-06T07:08:09Z",
+                "principal_declared": {"issuer": "idp.example", "subject": "inspector"}
+            }),
             "IoTHubGDR_CreateIoTHubGDRConnection" => json!({
                 "display_name": "documented", "secret": hub.iothub_connection_string(),
                 "arc_home_location_identity": location.json["identity"]
@@ -468,7 +496,7 @@ async fn every_documented_route_answers_as_documented() {
     };
 
     let operations = spec.operations();
-    assert!(operations.len() >= 14, "{operations:?}");
+    assert!(operations.len() >= 18, "{operations:?}");
     // Deletes last, so the identities stay for the other calls.
     let mut ordered = operations.clone();
     ordered.sort_by_key(|(_, method)| method == "delete");
@@ -484,7 +512,9 @@ async fn every_documented_route_answers_as_documented() {
         } else {
             kept_import.as_str()
         };
-        let concrete = path.replace("{uuid}", uuid);
+        let concrete = path
+            .replace("{uuid}", uuid)
+            .replace("{event_uuid}", &event_uuid);
         let is_form = operation["consumes"][0] == "application/x-www-form-urlencoded";
         let body_schema = spec.body_schema(path, method);
         let valid = || match (is_form, body_schema) {
@@ -552,7 +582,9 @@ async fn every_documented_route_answers_as_documented() {
             // An identity that does not exist: 404 from the handler, documented.
             if path.contains("{uuid}") {
                 for missing in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".to_owned()] {
-                    let unknown = path.replace("{uuid}", &missing);
+                    let unknown = path
+                        .replace("{uuid}", &missing)
+                        .replace("{event_uuid}", &event_uuid);
                     let answer = client
                         .send(method, &unknown, Some(token), &[], valid())
                         .await;
