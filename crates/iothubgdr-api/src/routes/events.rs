@@ -61,6 +61,8 @@ const PLAIN_FILTERS: &[&str] = &[
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/archivist/v2/assets/{id}/events", get(list).post(create))
+        // Every asset's events: a list only (posting needs one asset).
+        .route("/archivist/v2/assets/-/events", get(list_all))
         .route("/archivist/v2/assets/{id}/events/{event_id}", get(get_one))
 }
 
@@ -283,9 +285,8 @@ fn principal_filter(filters: &BTreeMap<String, String>, prefix: &str) -> Princip
 fn event_filter(query: &EventQuery) -> Result<Option<EventFilter>, ApiError> {
     let filters = &query.filters;
     check_order_by(filters.get("order_by"))?;
-    if !confirmation_matches(filters.get("confirmation_status"))? {
-        return Ok(None);
-    }
+    // Every filter is checked, also when another one already matches nothing.
+    let matches_any = confirmation_matches(filters.get("confirmation_status"))?;
     let time = |name: &str| {
         filters
             .get(name)
@@ -311,6 +312,11 @@ fn event_filter(query: &EventQuery) -> Result<Option<EventFilter>, ApiError> {
         time("timestamp_accepted_before")?,
         time("timestamp_committed_before")?,
     );
+    let declared_since = time("timestamp_declared_since")?;
+    let declared_before = time("timestamp_declared_before")?;
+    if !matches_any {
+        return Ok(None);
+    }
     Ok(Some(EventFilter {
         asset_id: query.asset,
         behaviour: filters.get("behaviour").cloned(),
@@ -319,8 +325,8 @@ fn event_filter(query: &EventQuery) -> Result<Option<EventFilter>, ApiError> {
         principal_accepted: principal_filter(filters, "principal_accepted"),
         accepted_since,
         accepted_before,
-        declared_since: time("timestamp_declared_since")?,
-        declared_before: time("timestamp_declared_before")?,
+        declared_since,
+        declared_before,
         event_attributes: map(EVENT_ATTRIBUTES),
         asset_attributes: map(ASSET_ATTRIBUTES),
     }))
@@ -338,6 +344,15 @@ fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<Offs
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+async fn list_all(
+    state: State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    raw: RawQuery,
+) -> Result<Response, ApiError> {
+    list(state, caller, headers, Path(ALL_ASSETS.to_owned()), raw).await
 }
 
 async fn list(
