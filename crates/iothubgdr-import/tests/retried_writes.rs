@@ -131,15 +131,15 @@ async fn page_writes_cut_off_by_the_database_are_retried_exactly_once() {
     engine.shutdown().await;
 }
 
-/// The backend pid of a page write waiting on the saboteur's lock (an `INSERT INTO assets`
-/// in a lock wait), polled from a connection of its own.
+/// The backend pid of a page write waiting on the saboteur's lock (a statement that
+/// inserts into assets, in a lock wait), polled from a connection of its own.
 async fn wait_for_blocked_page_write(url: &str) -> i32 {
     let mut watcher = PgConnection::connect(url).await.expect("watcher");
     for _ in 0..400 {
         let victim: Option<i32> = sqlx::query_scalar(
             "SELECT pid FROM pg_stat_activity \
              WHERE datname = current_database() AND wait_event_type = 'Lock' \
-               AND query LIKE 'INSERT INTO assets%' LIMIT 1",
+               AND query LIKE '%INSERT INTO assets%' LIMIT 1",
         )
         .fetch_optional(&mut watcher)
         .await
