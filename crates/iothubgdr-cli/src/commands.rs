@@ -17,6 +17,9 @@ use crate::EXIT_CODES_HELP;
 
 /// Environment variable holding the IoT Hub connection string when --secret-file is not given.
 pub const IOTHUB_SECRET_ENV: &str = "IOTHUBGDR_IOTHUB_SECRET";
+/// Environment variable holding the blob container SAS URL (the export path) when
+/// --blob-container-sas-file is not given.
+pub const BLOB_CONTAINER_SAS_ENV: &str = "IOTHUBGDR_BLOB_CONTAINER_SAS";
 
 /// The client commands, flattened into the `iothubgdr` binary's commands.
 #[derive(Debug, clap::Subcommand)]
@@ -88,6 +91,13 @@ pub struct ImportArgs {
     /// Location of the imported assets: `locations/<uuid>` or `<uuid>`.
     #[arg(long, value_name = "ID")]
     pub location: Option<String>,
+
+    /// File holding the SAS URL of a blob container you own (`-`: standard input), for
+    /// large hubs: the import then runs an export job on the hub, which writes every device
+    /// into the container, instead of paging twin queries under the hub's query quota. The
+    /// SAS needs read, write and list. Without it, $IOTHUBGDR_BLOB_CONTAINER_SAS if set.
+    #[arg(long, value_name = "FILE")]
+    pub blob_container_sas_file: Option<PathBuf>,
 
     /// Follow the import to its end with a progress bar; the exit code tells how it ended.
     /// Ctrl-C asks (on a terminal) whether to cancel the import; without a terminal Ctrl-C
@@ -263,6 +273,34 @@ fn connection_of(command: &ClientCommand) -> &ConnectionArgs {
     }
 }
 
+/// Reads the blob container SAS URL when one is given (flag or environment variable).
+fn container_sas(args: &ImportArgs, io: &mut Io<'_>) -> Result<Option<SecretString>, ClientError> {
+    let source = match &args.blob_container_sas_file {
+        Some(path) => SecretSource::from_flag(Some(path), BLOB_CONTAINER_SAS_ENV),
+        None if (io.env)(BLOB_CONTAINER_SAS_ENV).is_some() => {
+            SecretSource::Env(BLOB_CONTAINER_SAS_ENV)
+        }
+        None => return Ok(None),
+    };
+    let secret_on_stdin = args.secret_file.as_deref() == Some(std::path::Path::new("-"));
+    if source == SecretSource::Stdin && (secret_on_stdin || args.connection.reads_stdin()) {
+        return Err(ClientError::InvalidInput(
+            "--blob-container-sas-file - cannot share standard input with another secret; \
+             give one of them as a file or through its environment variable"
+                .to_owned(),
+        ));
+    }
+    read_secret(
+        &source,
+        "blob container SAS URL",
+        "give --blob-container-sas-file FILE (`-` for standard input) or set IOTHUBGDR_BLOB_CONTAINER_SAS",
+        io.stdin,
+        io.env,
+    )
+    .map(Some)
+    .map_err(|e| ClientError::InvalidInput(e.to_string()))
+}
+
 /// Reads the import's connection string, after checking nothing else wants standard input.
 fn import_secret(args: &ImportArgs, io: &mut Io<'_>) -> Result<SecretString, ClientError> {
     let source = SecretSource::from_flag(args.secret_file.as_deref(), IOTHUB_SECRET_ENV);
@@ -295,17 +333,18 @@ pub(crate) async fn execute(
                 ids::location_identity(location)
                     .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
             }
-            Some(import_secret(args, io)?)
+            let container = container_sas(args, io)?;
+            Some((import_secret(args, io)?, container))
         }
         _ => None,
     };
     let client = connection_of(&command).connect(io.stdin, io.env).await?;
     match command {
         ClientCommand::Import(args) => {
-            let secret = import_secret.ok_or_else(|| {
+            let (secret, container) = import_secret.ok_or_else(|| {
                 ClientError::Local("internal: the connection string was not read".to_owned())
             })?;
-            start_import(&client, &args, &secret).await
+            start_import(&client, &args, &secret, container.as_ref()).await
         }
         ClientCommand::Imports(command) => imports(&client, command).await,
         ClientCommand::Locations(command) => locations(&client, command).await,
@@ -333,9 +372,15 @@ async fn start_import(
     client: &ApiClient,
     args: &ImportArgs,
     secret: &SecretString,
+    container: Option<&SecretString>,
 ) -> Result<Outcome, ClientError> {
     let started = client
-        .start_import(&args.display_name, secret, args.location.as_deref())
+        .start_import(
+            &args.display_name,
+            secret,
+            args.location.as_deref(),
+            container,
+        )
         .await?;
     let operation = if args.wait && started.state() != OperationState::Failed {
         eprintln!(

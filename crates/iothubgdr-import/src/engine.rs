@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_client::{ClientOptions, ConnectionString};
+use iothub_client::{BlobContainerSas, BlobOptions, ClientOptions, ConnectionString};
 use iothubgdr_store::{Admission, Import, ImportLimits, LimitScope, NewImport, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// The most readers one import uses on a large hub whose quota allows more than one
     /// reader can use (1: always one reader).
     pub readers_per_import: usize,
+    /// How to reach customers' blob containers (the export path).
+    pub blob: BlobOptions,
+    /// Longest wait for a hub's export job to finish.
+    pub export_job_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,8 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             cancel_poll: Duration::from_millis(500),
             readers_per_import: 8,
+            blob: BlobOptions::default(),
+            export_job_timeout: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -84,6 +90,10 @@ pub struct ImportRequest {
     /// The connection string, wiped from memory when dropped.
     pub secret: Zeroizing<String>,
     pub arc_home_location_identity: Option<String>,
+    /// The SAS URL of the customer's blob container: when given, the import runs an
+    /// export job on the hub and reads the export from the container. A secret, like
+    /// `secret`: wiped from memory when dropped, never stored.
+    pub output_blob_container_uri: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for ImportRequest {
@@ -94,6 +104,10 @@ impl std::fmt::Debug for ImportRequest {
             .field(
                 "arc_home_location_identity",
                 &self.arc_home_location_identity,
+            )
+            .field(
+                "output_blob_container_uri",
+                &self.output_blob_container_uri.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -106,6 +120,10 @@ pub enum SubmitError {
     /// Too many imports waiting or running; nothing was recorded and the secret is gone.
     #[error("{}", limit_message(*.scope, *.limit))]
     LimitReached { scope: LimitScope, limit: u32 },
+    /// `output_blob_container_uri` is unusable; nothing was recorded. The text names the
+    /// problem (and at most the host), never the URL.
+    #[error("{0}")]
+    InvalidContainer(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -196,7 +214,24 @@ impl Engine {
             display_name,
             secret,
             arc_home_location_identity,
+            output_blob_container_uri,
         } = request;
+        // Checked before anything is recorded: a container we would not read is refused
+        // with the request, like any other bad field.
+        let export = match output_blob_container_uri {
+            None => None,
+            Some(text) => {
+                let container = BlobContainerSas::parse(&text)
+                    .map_err(|e| SubmitError::InvalidContainer(e.to_string()))?;
+                drop(text);
+                inner.config.blob.check(&container).map_err(|refusal| {
+                    SubmitError::InvalidContainer(format!(
+                        "`output_blob_container_uri`: {refusal}"
+                    ))
+                })?;
+                Some(container)
+            }
+        };
         let parsed = ConnectionString::parse(secret.trim());
         drop(secret);
         let id = Uuid::new_v4();
@@ -231,6 +266,7 @@ impl Engine {
             }
         };
         let hub_host = connection.host_name().to_owned();
+        let path = if export.is_some() { "export" } else { "query" };
         new.hub_host = Some(hub_host.clone());
         // Queued locally before it exists in the database, so a claim that sees it pending
         // always finds its job here.
@@ -239,11 +275,12 @@ impl Engine {
             tenant_id,
             connection,
             home_location: arc_home_location_identity,
+            export,
         });
         let admission = inner.store.import_create(new, limits).await;
         match admission {
             Ok(Admission::Accepted(import)) => {
-                info!(import = %id, hub = %hub_host, "import accepted");
+                info!(import = %id, hub = %hub_host, path, "import accepted");
                 inner.wake.notify_one();
                 Ok(*import)
             }
@@ -313,10 +350,14 @@ mod tests {
             display_name: "plant".into(),
             secret: Zeroizing::new(secret.into()),
             arc_home_location_identity: None,
+            output_blob_container_uri: Some(Zeroizing::new(
+                "https://acct.blob.core.windows.net/exports?sv=2021-08-06&sig=U0FTU0lH".into(),
+            )),
         };
         let shown = format!("{request:?}");
         assert!(shown.contains("plant") && shown.contains("<redacted>"));
         assert!(!shown.contains("c2VjcmV0") && !shown.contains("HostName"));
+        assert!(!shown.contains("U0FTU0lH") && !shown.contains("acct"), "{shown}");
     }
 
     #[test]

@@ -230,6 +230,29 @@ pub struct ImportArgs {
     /// import fails.
     #[arg(long, env = "IOTHUBGDR_IOTHUB_RETRY_BUDGET", default_value = "2m", value_parser = parse_duration)]
     pub iothub_retry_budget: Duration,
+    /// Extra trusted root CA (PEM file) for blob storage (the export path), beside the
+    /// public roots: for a local storage emulator such as Azurite.
+    #[arg(long, env = "IOTHUBGDR_BLOB_CA_FILE", value_name = "PEM")]
+    pub blob_ca_file: Option<PathBuf>,
+    /// Reach a blob storage host at another address, keeping its name for TLS, like
+    /// --iothub-resolve: how tests and the demo reach a loopback Azurite as
+    /// devstoreaccount1.blob.core.windows.net. The host must still be under an allowed
+    /// domain. Repeatable; comma-separated in the environment variable.
+    #[arg(long, env = "IOTHUBGDR_BLOB_RESOLVE", value_name = "HOST=ADDR:PORT", value_delimiter = ',', value_parser = parse_resolve)]
+    pub blob_resolve: Vec<(String, SocketAddr)>,
+    /// Also allow blob storage hosts matching this pattern, beside the blob domains of the
+    /// Azure clouds (*.blob.core.windows.net, *.blob.core.chinacloudapi.cn,
+    /// *.blob.core.usgovcloudapi.net). Repeatable; comma-separated in the environment.
+    #[arg(
+        long,
+        env = "IOTHUBGDR_BLOB_ALLOWED_HOSTS",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub blob_allowed_host: Vec<iothub_client::HostPattern>,
+    /// An export-path import fails when the hub's export job has not finished by then.
+    #[arg(long, env = "IOTHUBGDR_EXPORT_JOB_TIMEOUT", default_value = "4h", value_parser = parse_duration)]
+    pub export_job_timeout: Duration,
     /// Imports this process runs at once, all tenants together.
     #[arg(long, env = "IOTHUBGDR_IMPORT_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub import_workers: u16,
@@ -268,6 +291,22 @@ impl ImportArgs {
                 tracing::warn!(%refusal, "--iothub-resolve pins a host that imports may not reach; add it with --iothub-allowed-host");
             }
         }
+        let blob = iothub_client::BlobOptions {
+            extra_root_ca_pem: match &self.blob_ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read the blob storage CA file {}", path.display())
+                })?),
+                None => None,
+            },
+            resolve: self.blob_resolve.clone(),
+            allowed_hosts: self.blob_allowed_host.clone(),
+            ..iothub_client::BlobOptions::default()
+        };
+        for (host, _) in &self.blob_resolve {
+            if let Err(refusal) = blob.policy().check_host(host) {
+                tracing::warn!(%refusal, "--blob-resolve pins a host that imports may not reach; add it with --blob-allowed-host");
+            }
+        }
         anyhow::ensure!(
             (1..=iothub_client::MAX_PAGE_SIZE).contains(&self.iothub_page_size),
             "--iothub-page-size must be from 1 to {}",
@@ -290,6 +329,8 @@ impl ImportArgs {
             },
             lease: self.import_lease,
             readers_per_import: usize::from(self.iothub_readers),
+            blob,
+            export_job_timeout: self.export_job_timeout,
             ..EngineConfig::default()
         })
     }

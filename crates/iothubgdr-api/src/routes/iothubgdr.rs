@@ -3,7 +3,8 @@
 //!
 //! The connection string arrives in the request body and goes straight to the import
 //! engine, which keeps it in memory only. It is never logged, stored, or echoed, not even
-//! in a validation error.
+//! in a validation error. The same holds for `output_blob_container_uri`, the SAS URL of
+//! the customer's blob container (the export path).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -67,6 +68,10 @@ struct CreateImport {
     secret: Option<Zeroizing<String>>,
     #[serde(default, deserialize_with = "crate::extract::not_null")]
     arc_home_location_identity: Option<String>,
+    /// The SAS URL of the customer's blob container, for the export path: a secret like
+    /// `secret`, wiped from memory when the request is done with it, never echoed.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    output_blob_container_uri: Option<Zeroizing<String>>,
 }
 
 /// An import as the API shows it: the page's operation.
@@ -191,6 +196,15 @@ async fn create(
         })?;
     // Names the field and the length, never the value.
     validate::max_len("secret", &secret)?;
+    let container = match body.output_blob_container_uri {
+        None => None,
+        Some(uri) if validate::is_blank(&uri) => {
+            return Err(ApiError::invalid_argument(
+                "`output_blob_container_uri` is empty: give the SAS URL of a blob container, or leave the field out to read the hub with twin queries",
+            ))
+        }
+        Some(uri) => Some(uri),
+    };
     let location = match body.arc_home_location_identity.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(home_location(&state, &caller, raw).await?),
@@ -202,6 +216,7 @@ async fn create(
                 display_name,
                 secret,
                 arc_home_location_identity: location,
+                output_blob_container_uri: container,
             },
         )
         .await
@@ -211,6 +226,7 @@ async fn create(
             SubmitError::LimitReached { .. } => {
                 ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
             }
+            SubmitError::InvalidContainer(_) => ApiError::invalid_argument(err.to_string()),
             SubmitError::Store(err) => err.into(),
         })?;
     Ok(Json(import.into()))

@@ -12,12 +12,13 @@ mod writer;
 
 use std::sync::Arc;
 
-use iothub_client::HubClient;
+use iothub_client::{BlobClient, HubClient};
 use iothubgdr_store::{ImportOutcome, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::engine::{Inner, MSG_RESTARTED};
+use crate::export_source::ExportPlan;
 use crate::mapping::MappedPage;
 use crate::schedule::QueuedJob;
 use crate::source::{self, ReadError, ReadPlan};
@@ -85,6 +86,7 @@ async fn execute(
         tenant_id,
         connection,
         home_location,
+        export,
     } = job;
     let hub_host = connection.host_name().to_owned();
     let mut options = inner.config.client.clone();
@@ -105,6 +107,20 @@ async fn execute(
         .await
         .map_err(store_failure)?;
 
+    if let Some(container) = export {
+        let blob = BlobClient::new(inner.config.blob.clone()).map_err(|e| hub_failure(&e))?;
+        let plan = ExportPlan {
+            import_id: id,
+            reported: hub.total,
+            page_size: inner.config.client.page_size as usize,
+            job_timeout: inner.config.export_job_timeout,
+        };
+        // The reader owns the secrets (connection string, container URL) and cancels the
+        // hub's job if the import ends first.
+        let (pages, _reader) =
+            reader::spawn_export(client, blob, container, plan, hub_host, home_location);
+        return writer::write_all(inner, id, tenant_id, pages, cancel).await;
+    }
     let plan = ReadPlan {
         max_readers: inner.config.readers_per_import,
         queries_per_minute: inner.config.client.queries_per_minute,
