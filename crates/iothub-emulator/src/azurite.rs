@@ -118,19 +118,19 @@ impl RunningAzurite {
             .args(["--blobHost", "127.0.0.1", "--blobPort", "0"])
             .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
             .args(["--skipApiVersionCheck", "--loose"])
-            .arg("--location")
-            .arg(&dir)
+            .current_dir(&dir)
             .arg("--cert")
             .arg(dir.join("cert.pem"))
             .arg("--key")
             .arg(dir.join("key.pem"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting Azurite ({})", binary.display()))?;
         let stdout = child.stdout.take().context("Azurite's output")?;
+        let mut errors = child.stderr.take().map(|e| BufReader::new(e).lines());
         let mut lines = BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await? {
@@ -141,12 +141,22 @@ impl RunningAzurite {
                         .context("Azurite's address");
                 }
             }
-            anyhow::bail!("Azurite stopped before listening")
+            let mut said = String::new();
+            if let Some(errors) = errors.as_mut() {
+                while let Ok(Some(line)) = errors.next_line().await {
+                    said.push_str(&line);
+                    said.push('\n');
+                }
+            }
+            anyhow::bail!("Azurite stopped before listening: {said}")
         })
         .await
         .context("Azurite did not start within 60 s")??;
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if let Some(mut errors) = errors {
+            tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
+        }
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes())?)
@@ -274,9 +284,9 @@ fn sign(text: &str) -> String {
     let key = base64::engine::general_purpose::STANDARD
         .decode(ACCOUNT_KEY)
         .unwrap_or_default();
-    let mut mac = match Hmac::<Sha256>::new_from_slice(&key) {
-        Ok(mac) => mac,
-        Err(never) => match never {},
+    // HMAC takes a key of any length.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        return String::new();
     };
     mac.update(text.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())

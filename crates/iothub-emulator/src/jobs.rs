@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::blob::{BlobWriter, ContainerUrl, ProbeOutcome};
+use crate::blob::{ContainerUrl, ProbeOutcome};
 use crate::error::HubError;
 use crate::model::DeviceRecord;
 use crate::seed::Keys;
@@ -127,9 +127,7 @@ fn job_json(job: &Job) -> Result<Vec<u8>, HubError> {
 struct CreateJob {
     #[serde(rename = "type")]
     kind: Option<String>,
-    output_blob_container_uri: Option<Zeroizing<String>>,
-    #[serde(default)]
-    exclude_keys_in_export: bool,
+    output_blob_container_uri: Option<String>,
 }
 
 pub(crate) async fn create_job(
@@ -150,9 +148,11 @@ pub(crate) async fn create_job(
         }
         _ => return Err(HubError::bad_request("The job type must be export")),
     }
-    let container = request
-        .output_blob_container_uri
-        .ok_or_else(|| HubError::bad_request("outputBlobContainerUri is required"))?;
+    let container = Zeroizing::new(
+        request
+            .output_blob_container_uri
+            .ok_or_else(|| HubError::bad_request("outputBlobContainerUri is required"))?,
+    );
     if shared.faults().job_already_running {
         return Err(job_quota_exceeded());
     }
