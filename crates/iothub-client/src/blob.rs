@@ -42,7 +42,7 @@ pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 pub enum SasUrlError {
     #[error("`output_blob_container_uri` is longer than {MAX_SAS_URL_CHARS} characters")]
     TooLong,
-    #[error("`output_blob_container_uri` is not a URL: give the SAS URL of a blob container (https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…)")]
+    #[error("`output_blob_container_uri` is not a URL: give the SAS URL of a blob container (https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…), as the portal or `az storage container generate-sas` gives it")]
     NotUrl,
     #[error("`output_blob_container_uri` must be an https URL")]
     NotHttps,
@@ -52,7 +52,7 @@ pub enum SasUrlError {
     NotAContainer,
     #[error("the container name in `output_blob_container_uri` is not a blob container name (3 to 63 lowercase letters, digits and single hyphens)")]
     BadContainerName,
-    #[error("`output_blob_container_uri` carries no shared access signature (`sig=`): create a SAS for the container and give its full URL")]
+    #[error("`output_blob_container_uri` carries no shared access signature (no `sig` parameter): create a SAS for the container and give its full URL")]
     NoSignature,
     #[error("`output_blob_container_uri` must not have a fragment (`#…`)")]
     Fragment,
