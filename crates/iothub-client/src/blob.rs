@@ -288,7 +288,9 @@ impl BlobClient {
         container: &BlobContainerSas,
         blob: &str,
     ) -> Result<BlobLines, ExportError> {
-        self.options.check(container).map_err(ExportError::BlobRefused)?;
+        self.options
+            .check(container)
+            .map_err(ExportError::BlobRefused)?;
         let host = container.host().to_owned();
         let url = container.blob_url(blob);
         let started = Instant::now();
@@ -474,7 +476,9 @@ mod tests {
         assert_eq!(sas.expose_url(), text);
         assert_eq!(
             sas.blob_url("devices.txt").as_str(),
-            url(&format!("exports/devices.txt?sv=2021-08-06&sr=c&sp=rwl&sig={SIG}"))
+            url(&format!(
+                "exports/devices.txt?sv=2021-08-06&sr=c&sp=rwl&sig={SIG}"
+            ))
         );
         for shown in [format!("{sas:?}"), format!("{sas:#?}")] {
             assert!(shown.contains("acct.blob.core.windows.net"), "{shown}");
@@ -502,8 +506,14 @@ mod tests {
                 url(&format!("c1x/devices.txt?sig={SIG}")),
                 SasUrlError::NotAContainer,
             ),
-            (url(&format!("Exports?sig={SIG}")), SasUrlError::BadContainerName),
-            (url(&format!("a--b?sig={SIG}")), SasUrlError::BadContainerName),
+            (
+                url(&format!("Exports?sig={SIG}")),
+                SasUrlError::BadContainerName,
+            ),
+            (
+                url(&format!("a--b?sig={SIG}")),
+                SasUrlError::BadContainerName,
+            ),
             (url(&format!("ab?sig={SIG}")), SasUrlError::BadContainerName),
             (url("exports?sv=2021&sp=rwl"), SasUrlError::NoSignature),
             (url("exports?sig="), SasUrlError::NoSignature),
@@ -520,7 +530,10 @@ mod tests {
             let error = BlobContainerSas::parse(&text).unwrap_err();
             assert_eq!(error, expected, "{text}");
             let message = error.to_string();
-            assert!(!message.contains("SECRETSIG") && !message.contains(SIG), "{message}");
+            assert!(
+                !message.contains("SECRETSIG") && !message.contains(SIG),
+                "{message}"
+            );
         }
     }
 
@@ -532,7 +545,10 @@ mod tests {
                     "devstoreaccount1.blob.core.windows.net".to_owned(),
                     "127.0.0.1:10000".parse().unwrap(),
                 ),
-                ("evil.example.com".to_owned(), "127.0.0.1:1".parse().unwrap()),
+                (
+                    "evil.example.com".to_owned(),
+                    "127.0.0.1:1".parse().unwrap(),
+                ),
             ],
             ..BlobOptions::default()
         };

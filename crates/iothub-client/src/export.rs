@@ -67,7 +67,9 @@ pub enum ExportError {
         reported: u64,
         limit: u64,
     },
-    #[error("line {line} of the export in the blob storage {host} is not an exported device ({reason})")]
+    #[error(
+        "line {line} of the export in the blob storage {host} is not an exported device ({reason})"
+    )]
     BadLine {
         host: String,
         line: u64,
@@ -268,7 +270,10 @@ mod tests {
     fn hub_text_loses_urls_and_signatures() {
         let text = "Failed to write to https://acct.blob.core.windows.net/c?sv=1&sig=SECRET: denied\n\u{7}x sig=SECRET2 ok";
         let shown = scrub_hub_text(text);
-        assert!(!shown.contains("SECRET") && !shown.contains("acct"), "{shown}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("acct"),
+            "{shown}"
+        );
         assert!(shown.contains("Failed to write to <redacted>"), "{shown}");
         assert!(shown.ends_with("ok"), "{shown}");
         assert_eq!(scrub_hub_text(" "), "no reason given");

@@ -20,9 +20,9 @@ use tokio::time::Instant;
 
 use crate::blob::BlobContainerSas;
 use crate::client::{HubClient, API_VERSION};
-use crate::failure::{backoff_delay, parse_retry_after};
 use crate::error::{describe_transport_error, HubError};
 use crate::export::{scrub_hub_text, ExportError};
+use crate::failure::{backoff_delay, parse_retry_after};
 
 /// Most of a jobs API answer read (a job is well under a kilobyte).
 const JOB_BODY_MAX_BYTES: usize = 64 * 1024;
@@ -182,8 +182,7 @@ impl HubClient {
                     Err(failure) => failure,
                 };
             let retryable = retryable
-                && (retry_network
-                    || !matches!(error, ExportError::Hub(HubError::Network { .. })));
+                && (retry_network || !matches!(error, ExportError::Hub(HubError::Network { .. })));
             let delay = retry_after.unwrap_or_else(|| backoff_delay(attempt));
             if !retryable || Instant::now() + delay >= deadline {
                 return Err(error);
@@ -289,11 +288,7 @@ fn checked_job_id<'a>(client: &HubClient, job_id: &'a str) -> Result<&'a str, Ex
 
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(describe_transport_error)?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(describe_transport_error)? {
         if body.len() + chunk.len() > JOB_BODY_MAX_BYTES {
             // Enough to decide; the rest is not waited for.
             body.extend_from_slice(&chunk[..JOB_BODY_MAX_BYTES - body.len()]);
@@ -420,7 +415,9 @@ mod tests {
     #[test]
     fn error_codes_are_read_from_the_hub_body() {
         assert_eq!(
-            error_code_in(r#"{"Message":"ErrorCode:JobQuotaExceeded;Job quota has been exceeded"}"#),
+            error_code_in(
+                r#"{"Message":"ErrorCode:JobQuotaExceeded;Job quota has been exceeded"}"#
+            ),
             "JobQuotaExceeded"
         );
         assert_eq!(error_code_in("nothing"), "");

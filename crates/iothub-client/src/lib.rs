@@ -9,8 +9,8 @@ pub mod blob;
 mod client;
 mod connection_string;
 mod error;
-mod failure;
 pub mod export;
+mod failure;
 mod jobs;
 mod pacing;
 pub mod partition;
@@ -18,16 +18,16 @@ mod query;
 mod sas;
 mod twin;
 
+pub use blob::{BlobClient, BlobContainerSas, BlobOptions, SasUrlError};
 pub use client::{
     ClientOptions, HubClient, RequestObserver, RequestOutcome, API_VERSION, MAX_PAGE_BYTES,
     MAX_PAGE_SIZE,
 };
-pub use blob::{BlobClient, BlobContainerSas, BlobOptions, SasUrlError};
 pub use connection_string::{ConnectionString, ConnectionStringError, ConnectionStringForm};
 pub use error::{HubError, HubErrorKind};
 pub use export::{ExportError, ExportedDevices, EXPORT_BLOB_NAME};
-pub use jobs::{ExportJob, JobStatus};
 pub use iothubgdr_outbound::{HostPattern, Refusal};
+pub use jobs::{ExportJob, JobStatus};
 pub use partition::{IdRange, Partition};
 pub use query::{overshoot_limit, DevicePages};
 pub use sas::generate_sas_token;

@@ -27,7 +27,10 @@ async fn fixture(devices: u64, faults: Faults) -> Option<Fixture> {
         eprintln!("SKIPPED: Azurite is not installed (bash scripts/azurite.sh)");
         return None;
     };
-    azurite.create_container("exports").await.expect("container");
+    azurite
+        .create_container("exports")
+        .await
+        .expect("container");
     let hub = iothub_emulator::start(EmulatorConfig {
         hub_name: "export-client-hub".to_owned(),
         devices,
@@ -49,7 +52,8 @@ async fn fixture(devices: u64, faults: Faults) -> Option<Fixture> {
         },
     )
     .unwrap();
-    let blob = BlobClient::new(blob_options(&azurite, iothub_client::blob::MAX_LINE_BYTES)).unwrap();
+    let blob =
+        BlobClient::new(blob_options(&azurite, iothub_client::blob::MAX_LINE_BYTES)).unwrap();
     Some(Fixture {
         azurite,
         hub,
@@ -93,9 +97,16 @@ async fn an_export_holds_every_device_once_and_one_job_runs_at_a_time() {
         .unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.progress, 100);
-    assert!(seen_progress.windows(2).all(|w| w[0] <= w[1]), "{seen_progress:?}");
+    assert!(
+        seen_progress.windows(2).all(|w| w[0] <= w[1]),
+        "{seen_progress:?}"
+    );
 
-    let lines = f.blob.open_lines(&container, EXPORT_BLOB_NAME).await.unwrap();
+    let lines = f
+        .blob
+        .open_lines(&container, EXPORT_BLOB_NAME)
+        .await
+        .unwrap();
     let mut devices = ExportedDevices::new(lines, 3_000);
     let mut ids = HashSet::new();
     while let Some(batch) = devices.next_batch(100).await.unwrap() {
@@ -115,7 +126,10 @@ async fn an_export_holds_every_device_once_and_one_job_runs_at_a_time() {
     });
     let slow = f.client.create_export_job(&container).await.unwrap();
     let second = f.client.create_export_job(&container).await.unwrap_err();
-    assert!(matches!(second, ExportError::JobAlreadyRunning { .. }), "{second}");
+    assert!(
+        matches!(second, ExportError::JobAlreadyRunning { .. }),
+        "{second}"
+    );
     f.client.cancel_job(&slow.job_id).await.unwrap();
     let cancelled = f.client.get_job(&slow.job_id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
@@ -124,7 +138,10 @@ async fn an_export_holds_every_device_once_and_one_job_runs_at_a_time() {
         .wait_for_job(&slow.job_id, Duration::from_secs(5), |_| {})
         .await
         .unwrap_err();
-    assert!(matches!(waited, ExportError::JobCancelled { .. }), "{waited}");
+    assert!(
+        matches!(waited, ExportError::JobCancelled { .. }),
+        "{waited}"
+    );
     assert_eq!(f.hub.stats().jobs_cancelled, 1);
     // The slot is free again.
     f.hub.set_faults(Faults::default());
@@ -145,11 +162,21 @@ async fn failures_are_their_own_errors_and_never_quote_the_sas() {
     let forged = format!("{head}sig=Rk9SR0VEU0lHTkFUVVJFMDEyMzQ1Njc4OWFiY2RlZg%3D%3D");
     let container = BlobContainerSas::parse(&forged).unwrap();
     let refused = f.client.create_export_job(&container).await.unwrap_err();
-    assert!(matches!(refused, ExportError::ContainerRejected { .. }), "{refused}");
+    assert!(
+        matches!(refused, ExportError::ContainerRejected { .. }),
+        "{refused}"
+    );
     assert_quiet(&refused, &forged);
     // Reading with the forged SAS: the storage refuses it.
-    let read = f.blob.open_lines(&container, EXPORT_BLOB_NAME).await.unwrap_err();
-    assert!(matches!(read, ExportError::BlobUnauthorized { status: 403, .. }), "{read}");
+    let read = f
+        .blob
+        .open_lines(&container, EXPORT_BLOB_NAME)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(read, ExportError::BlobUnauthorized { status: 403, .. }),
+        "{read}"
+    );
     assert_quiet(&read, &forged);
 
     f.hub.set_faults(Faults {
@@ -172,7 +199,10 @@ async fn failures_are_their_own_errors_and_never_quote_the_sas() {
         ..Faults::default()
     });
     let busy = f.client.create_export_job(&container).await.unwrap_err();
-    assert!(matches!(busy, ExportError::JobAlreadyRunning { .. }), "{busy}");
+    assert!(
+        matches!(busy, ExportError::JobAlreadyRunning { .. }),
+        "{busy}"
+    );
 
     // A blob host that is not pinned is not reached (it does not resolve to a public
     // address here, and pinning is the only way to loopback).
@@ -181,9 +211,15 @@ async fn failures_are_their_own_errors_and_never_quote_the_sas() {
         ..BlobOptions::default()
     })
     .unwrap();
-    let error = unpinned.open_lines(&container, EXPORT_BLOB_NAME).await.unwrap_err();
+    let error = unpinned
+        .open_lines(&container, EXPORT_BLOB_NAME)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(error, ExportError::BlobRefused(_) | ExportError::BlobNetwork { .. }),
+        matches!(
+            error,
+            ExportError::BlobRefused(_) | ExportError::BlobNetwork { .. }
+        ),
         "{error}"
     );
     assert_quiet(&error, &good);
@@ -203,12 +239,19 @@ async fn a_line_over_the_bound_ends_the_read() {
         .unwrap();
     // Every exported device is a few hundred bytes: a 64-byte bound refuses the first.
     let tight = BlobClient::new(blob_options(&f.azurite, 64)).unwrap();
-    let lines = tight.open_lines(&container, EXPORT_BLOB_NAME).await.unwrap();
+    let lines = tight
+        .open_lines(&container, EXPORT_BLOB_NAME)
+        .await
+        .unwrap();
     let mut devices = ExportedDevices::new(lines, 50);
     let error = devices.next_batch(10).await.unwrap_err();
     assert!(matches!(error, ExportError::LineTooLong { .. }), "{error}");
     // And a hub that claims far fewer devices than its export holds is not read through.
-    let lines = f.blob.open_lines(&container, EXPORT_BLOB_NAME).await.unwrap();
+    let lines = f
+        .blob
+        .open_lines(&container, EXPORT_BLOB_NAME)
+        .await
+        .unwrap();
     let mut devices = ExportedDevices::new(lines, 0);
     let mut result = Ok(Some(Vec::new()));
     while let Ok(Some(_)) = result {

@@ -197,7 +197,12 @@ impl RunningAzurite {
             self.addr.port(),
             account_sas("rwdlac", "sco")
         );
-        let response = self.http.put(url).header("x-ms-version", SAS_VERSION).send().await?;
+        let response = self
+            .http
+            .put(url)
+            .header("x-ms-version", SAS_VERSION)
+            .send()
+            .await?;
         anyhow::ensure!(
             response.status().is_success() || response.status().as_u16() == 409,
             "creating the container answered {}",
@@ -247,8 +252,17 @@ impl RunningAzurite {
             self.addr.port(),
             account_sas("r", "o")
         );
-        let response = self.http.get(url).header("x-ms-version", SAS_VERSION).send().await?;
-        anyhow::ensure!(response.status().is_success(), "reading the blob answered {}", response.status());
+        let response = self
+            .http
+            .get(url)
+            .header("x-ms-version", SAS_VERSION)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "reading the blob answered {}",
+            response.status()
+        );
         Ok(response.bytes().await?.to_vec())
     }
 }
@@ -316,10 +330,14 @@ fn certificate() -> anyhow::Result<AzuriteTls> {
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
         .push(DnType::CommonName, "Azurite test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key)?;
     let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(vec![HOST.to_owned(), "*.blob.core.windows.net".to_owned()])?;
+    let mut leaf =
+        CertificateParams::new(vec![HOST.to_owned(), "*.blob.core.windows.net".to_owned()])?;
     leaf.distinguished_name.push(DnType::CommonName, HOST);
     leaf.use_authority_key_identifier_extension = true;
     let cert = leaf.signed_by(&key, &ca_cert, &ca_key)?;

@@ -80,7 +80,8 @@ impl reqwest::dns::Resolve for NoDns {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async {
             Err::<reqwest::dns::Addrs, _>(
-                "the IoT Hub emulator writes only to blob hosts pinned to a loopback address".into(),
+                "the IoT Hub emulator writes only to blob hosts pinned to a loopback address"
+                    .into(),
             )
         })
     }
@@ -167,8 +168,7 @@ impl BlobWriter {
     ) -> Result<String, String> {
         let http = self.client_for(target)?;
         let block_id = base64::engine::general_purpose::STANDARD.encode(format!("{index:08}"));
-        let encoded: String =
-            url::form_urlencoded::byte_serialize(block_id.as_bytes()).collect();
+        let encoded: String = url::form_urlencoded::byte_serialize(block_id.as_bytes()).collect();
         let url = target.blob(blob, &format!("&comp=block&blockid={encoded}"));
         let response = http
             .put(url.as_str())

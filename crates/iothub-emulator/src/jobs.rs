@@ -239,7 +239,11 @@ fn container_invalid(reason: String) -> HubError {
 }
 
 fn job_not_found(id: &str) -> HubError {
-    let shown: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+    let shown: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
     HubError::new(
         StatusCode::NOT_FOUND,
         "JobNotFound",
@@ -312,7 +316,9 @@ fn export_line(record: &DeviceRecord, out: &mut Vec<u8>) {
 /// lines as blocks, commits the block list. Ends failed when the storage refuses a write or
 /// the faults say so, and stops early when the job is cancelled.
 async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
-    shared.jobs.update(&id, |job| job.status = JobStatus::Running);
+    shared
+        .jobs
+        .update(&id, |job| job.status = JobStatus::Running);
     let faults = shared.faults();
     let total = shared.registry_read().live_count().max(1);
     let mut after: Option<String> = None;
@@ -343,7 +349,10 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
             exported += scanned as u64;
             let finished = last.is_none();
             if block.len() >= BLOCK_BYTES || (finished && !block.is_empty()) {
-                let block_id = shared.blob.put_block(&target, EXPORT_BLOB, blocks.len(), &block).await?;
+                let block_id = shared
+                    .blob
+                    .put_block(&target, EXPORT_BLOB, blocks.len(), &block)
+                    .await?;
                 blocks.push(block_id);
                 block.clear();
             }
@@ -363,10 +372,16 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
                 target.expose_url()
             ));
         }
-        shared.blob.put_block_list(&target, EXPORT_BLOB, &blocks).await
+        shared
+            .blob
+            .put_block_list(&target, EXPORT_BLOB, &blocks)
+            .await
     }
     .await;
-    shared.stats.devices_exported.fetch_add(exported, Ordering::Relaxed);
+    shared
+        .stats
+        .devices_exported
+        .fetch_add(exported, Ordering::Relaxed);
     shared.jobs.update(&id, |job| {
         if job.status.is_done() {
             return;

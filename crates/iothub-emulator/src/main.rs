@@ -138,8 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let mut blob_endpoints = args.blob_endpoint.clone();
     let mut blob_ca_pem = match &args.blob_ca_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         ),
         None => None,
     };
@@ -199,7 +198,11 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", ca_path.display()))?;
         let ca_path = std::fs::canonicalize(&ca_path).unwrap_or(ca_path);
         let sas_url = azurite.container_sas_url("exports", "racwdl");
-        println!("Azurite blob service: {} as {}", azurite.addr(), azurite.host());
+        println!(
+            "Azurite blob service: {} as {}",
+            azurite.addr(),
+            azurite.host()
+        );
         println!("Blob container SAS URL (output_blob_container_uri): {sas_url}");
         println!(
             "Server options: --blob-resolve {} --blob-ca-file {}",

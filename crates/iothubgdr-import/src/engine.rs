@@ -107,7 +107,10 @@ impl std::fmt::Debug for ImportRequest {
             )
             .field(
                 "output_blob_container_uri",
-                &self.output_blob_container_uri.as_ref().map(|_| "<redacted>"),
+                &self
+                    .output_blob_container_uri
+                    .as_ref()
+                    .map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -225,9 +228,7 @@ impl Engine {
                     .map_err(|e| SubmitError::InvalidContainer(e.to_string()))?;
                 drop(text);
                 inner.config.blob.check(&container).map_err(|refusal| {
-                    SubmitError::InvalidContainer(format!(
-                        "`output_blob_container_uri`: {refusal}"
-                    ))
+                    SubmitError::InvalidContainer(format!("`output_blob_container_uri`: {refusal}"))
                 })?;
                 Some(container)
             }
@@ -357,7 +358,10 @@ mod tests {
         let shown = format!("{request:?}");
         assert!(shown.contains("plant") && shown.contains("<redacted>"));
         assert!(!shown.contains("c2VjcmV0") && !shown.contains("HostName"));
-        assert!(!shown.contains("U0FTU0lH") && !shown.contains("acct"), "{shown}");
+        assert!(
+            !shown.contains("U0FTU0lH") && !shown.contains("acct"),
+            "{shown}"
+        );
     }
 
     #[test]

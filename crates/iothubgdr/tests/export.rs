@@ -32,7 +32,10 @@ async fn fixture(hub_name: &str, devices: u64, faults: Faults) -> Option<Fixture
         eprintln!("SKIPPED: Azurite is not installed (bash scripts/azurite.sh)");
         return None;
     };
-    azurite.create_container("exports").await.expect("container");
+    azurite
+        .create_container("exports")
+        .await
+        .expect("container");
     let hub = iothub_emulator::start(EmulatorConfig {
         hub_name: hub_name.to_owned(),
         devices,
@@ -78,7 +81,12 @@ impl Fixture {
         self.azurite.container_sas_url("exports", "racwdl")
     }
 
-    async fn call(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .server
             .client()
@@ -113,7 +121,10 @@ impl Fixture {
             if now["done"] == json!(true) {
                 return now;
             }
-            assert!(started.elapsed() < Duration::from_secs(120), "never done: {now}");
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "never done: {now}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -155,17 +166,25 @@ impl Fixture {
         for entry in std::fs::read_dir(self.server.dir()).expect("dir") {
             let path = entry.expect("entry").path();
             if path.is_file() {
-                files.push((path.display().to_string(), std::fs::read(&path).expect("read")));
+                files.push((
+                    path.display().to_string(),
+                    std::fs::read(&path).expect("read"),
+                ));
             }
         }
         for (path, bytes) in common::database_contents(self.server.database_url()) {
             files.push((path.display().to_string(), bytes));
         }
-        assert!(files.iter().any(|(path, _)| path.ends_with(".db") || path.starts_with("postgres")));
+        assert!(files
+            .iter()
+            .any(|(path, _)| path.ends_with(".db") || path.starts_with("postgres")));
         let logs = self.server.logs();
         let responses = self.responses.join("\n");
         for secret in &secrets {
-            assert!(!responses.contains(secret.as_str()), "a response holds a secret");
+            assert!(
+                !responses.contains(secret.as_str()),
+                "a response holds a secret"
+            );
             assert!(!logs.contains(secret.as_str()), "the logs hold a secret");
             for (path, bytes) in &files {
                 let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
@@ -207,7 +226,11 @@ async fn the_export_path_imports_every_device_exactly_once_and_keeps_the_sas_sec
     assert_eq!(stats.twins_served, 0, "{stats:?}");
     assert_eq!(stats.queries_served, 2, "{stats:?}");
     // The blob the hub wrote is a real one in Azurite, keys excluded.
-    let blob = f.azurite.read_blob("exports", "devices.txt").await.expect("blob");
+    let blob = f
+        .azurite
+        .read_blob("exports", "devices.txt")
+        .await
+        .expect("blob");
     let text = String::from_utf8(blob).expect("utf-8");
     assert_eq!(text.lines().count(), 2_500);
     assert!(text.contains(r#""primaryKey":null"#));
@@ -220,18 +243,28 @@ async fn the_export_path_imports_every_device_exactly_once_and_keeps_the_sas_sec
         "https://devstoreaccount1.blob.core.windows.net/exports?sv=2021-08-06&sp=r".to_owned(),
         "not a url sig=QkFEU0lHNA".to_owned(),
     ];
-    let (_, before) = f.call(reqwest::Method::GET, "/archivist/v2/iothubgdr", None).await;
+    let (_, before) = f
+        .call(reqwest::Method::GET, "/archivist/v2/iothubgdr", None)
+        .await;
     for container in &refused {
         let (status, answer) = f.start_export(container).await;
         assert_eq!(status, 400, "{answer}");
         assert_eq!(answer["code"], 3, "{answer}");
         let message = answer["message"].as_str().unwrap();
         assert!(message.contains("output_blob_container_uri"), "{message}");
-        assert!(!message.contains("QkFEU0lH") && !message.contains("sig="), "{message}");
+        assert!(
+            !message.contains("QkFEU0lH") && !message.contains("sig="),
+            "{message}"
+        );
         urls.push(container.clone());
     }
-    let (_, after) = f.call(reqwest::Method::GET, "/archivist/v2/iothubgdr", None).await;
-    assert_eq!(before["operations"], after["operations"], "a refused import was recorded");
+    let (_, after) = f
+        .call(reqwest::Method::GET, "/archivist/v2/iothubgdr", None)
+        .await;
+    assert_eq!(
+        before["operations"], after["operations"],
+        "a refused import was recorded"
+    );
     // Only the real SAS URLs are secrets of the leak check (the refused ones were echoed
     // nowhere either: checked above).
     f.assert_no_leak(&urls[..1]);
@@ -250,7 +283,10 @@ async fn a_bad_sas_and_a_failed_job_end_the_import_with_a_clear_error() {
     assert_eq!(status, 200, "{operation}");
     let done = f.wait_done(&operation).await;
     let message = error_message(&done);
-    assert!(message.contains("could not use the blob container"), "{message}");
+    assert!(
+        message.contains("could not use the blob container"),
+        "{message}"
+    );
     assert_eq!(done["error"]["number_assets_imported"], 0, "{done}");
     assert_eq!(f.hub.stats().jobs_created, 0);
 
@@ -274,7 +310,10 @@ async fn a_bad_sas_and_a_failed_job_end_the_import_with_a_clear_error() {
     let (_, operation) = f.start_export(&good).await;
     let done = f.wait_done(&operation).await;
     let message = error_message(&done);
-    assert!(message.contains("already running an import or export job"), "{message}");
+    assert!(
+        message.contains("already running an import or export job"),
+        "{message}"
+    );
     f.assert_no_leak(&[good, forged]);
 }
 
@@ -296,16 +335,25 @@ async fn a_second_export_meets_the_running_one_and_cancelling_the_import_cancels
     let (_, first) = f.start_export(&sas).await;
     let started = Instant::now();
     while f.hub.stats().jobs_created == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no job was created");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no job was created"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The hub runs one job at a time: a second import of it fails, saying why.
     let (_, second) = f.start_export(&sas).await;
     let done = f.wait_done(&second).await;
     let message = error_message(&done);
-    assert!(message.contains("already running an import or export job"), "{message}");
+    assert!(
+        message.contains("already running an import or export job"),
+        "{message}"
+    );
 
-    let path = format!("/archivist/v2/{}:cancel", first["identity"].as_str().unwrap());
+    let path = format!(
+        "/archivist/v2/{}:cancel",
+        first["identity"].as_str().unwrap()
+    );
     let (status, cancelled) = f.call(reqwest::Method::POST, &path, None).await;
     assert_eq!(status, 200, "{cancelled}");
     let done = f.wait_done(&first).await;

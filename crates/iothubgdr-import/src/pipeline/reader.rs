@@ -9,8 +9,8 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::Page;
-use crate::mapping::{loggable_device_id, map_page, MappedPage};
 use crate::export_source::{self, ExportPlan};
+use crate::mapping::{loggable_device_id, map_page, MappedPage};
 use crate::source::{self, HubCount, ReadPlan};
 
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
