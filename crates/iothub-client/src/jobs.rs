@@ -26,6 +26,8 @@ use crate::failure::{backoff_delay, parse_retry_after};
 
 /// Most of a jobs API answer read (a job is well under a kilobyte).
 const JOB_BODY_MAX_BYTES: usize = 64 * 1024;
+const POLL_MIN: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_secs(2);
 /// Longest job id sent back to the hub in a path (the hub's are GUIDs).
 const MAX_JOB_ID_CHARS: usize = 128;
 
@@ -133,10 +135,8 @@ impl HubClient {
         limit: Duration,
         mut on_progress: impl FnMut(&ExportJob),
     ) -> Result<ExportJob, ExportError> {
-        let deadline = Instant::now() + limit;
-        // Short polls first (an export of a small hub takes seconds), then every 2 s: well
-        // under the jobs API's throttle of 100 operations a minute per unit.
-        let mut poll = Duration::from_millis(100);
+        let started = Instant::now();
+        let deadline = started + limit;
         loop {
             let job = self.get_job(job_id).await?;
             on_progress(&job);
@@ -154,11 +154,15 @@ impl HubClient {
                 JobStatus::Cancelled => return Err(ExportError::JobCancelled { host }),
                 _ => {}
             }
+            // A tenth of the time waited so far, between 100 ms and 2 s: a small hub's
+            // export (seconds) is noticed within 10% of its time, and a large one's
+            // (minutes) costs one request every 2 s, far under the jobs API's throttle of
+            // 100 operations a minute per unit.
+            let poll = (started.elapsed() / 10).clamp(POLL_MIN, POLL_MAX);
             if Instant::now() + poll > deadline {
                 return Err(ExportError::JobTimedOut { host, limit });
             }
             tokio::time::sleep(poll).await;
-            poll = (poll * 3 / 2).min(Duration::from_secs(2));
         }
     }
 
