@@ -219,3 +219,58 @@ impl BlobWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(addr: &str) -> Vec<(String, SocketAddr)> {
+        vec![(
+            "devstoreaccount1.blob.core.windows.net".to_owned(),
+            addr.parse().unwrap(),
+        )]
+    }
+
+    #[test]
+    fn only_loopback_endpoints_are_accepted() {
+        for addr in ["10.0.0.1:443", "169.254.169.254:80", "8.8.8.8:443"] {
+            assert!(BlobWriter::new(pin(addr), None).is_err(), "{addr}");
+        }
+        assert!(BlobWriter::new(pin("127.0.0.1:10000"), None).is_ok());
+        assert!(BlobWriter::new(pin("[::1]:10000"), None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_container_on_another_host_is_never_reached() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let writer = BlobWriter::new(pin(&format!("127.0.0.1:{port}")), None).unwrap();
+        for url in [
+            format!("https://evil.example.com:{port}/exports?sig=x"),
+            format!("https://localhost:{port}/exports?sig=x"),
+            format!("https://127.0.0.1:{port}/exports?sig=x"),
+        ] {
+            let target = ContainerUrl::parse(&url).unwrap();
+            assert!(matches!(
+                writer.probe(&target, "devices.txt").await,
+                ProbeOutcome::Unreachable(_)
+            ));
+            assert!(writer
+                .put_block(&target, "devices.txt", 0, b"x")
+                .await
+                .is_err());
+        }
+        assert!(listener.accept().is_err(), "a connection was made");
+        // Without endpoints the emulator writes nowhere.
+        let none = BlobWriter::new(Vec::new(), None).unwrap();
+        let target = ContainerUrl::parse(&format!(
+            "https://devstoreaccount1.blob.core.windows.net:{port}/exports?sig=x"
+        ))
+        .unwrap();
+        assert!(matches!(
+            none.probe(&target, "devices.txt").await,
+            ProbeOutcome::Unreachable(_)
+        ));
+    }
+}

@@ -15,6 +15,7 @@
 //! - a cancel may arrive at another process: it is written to the store, and the owner
 //!   learns it from one query per tick.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,28 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The hub's export job of each export-path import this process runs, as last polled.
+    pub(crate) export_jobs: std::sync::Mutex<HashMap<Uuid, ExportJobState>>,
+}
+
+/// Where the hub's export job of an import stands (the export path), as last polled by
+/// the process that runs the import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportJobState {
+    /// The jobs API's status: `enqueued`, `running`, `completed`, ...
+    pub status: &'static str,
+    /// Percent done, as the hub reports it.
+    pub progress: u8,
+}
+
+impl Inner {
+    pub(crate) fn set_export_job(&self, id: Uuid, state: Option<ExportJobState>) {
+        let mut jobs = self.export_jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            Some(state) => jobs.insert(id, state),
+            None => jobs.remove(&id),
+        };
+    }
 }
 
 impl Engine {
@@ -179,8 +202,19 @@ impl Engine {
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                export_jobs: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The export job of an export-path import this process runs, while it runs.
+    pub fn export_job(&self, id: Uuid) -> Option<ExportJobState> {
+        let jobs = self
+            .inner
+            .export_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        jobs.get(&id).copied()
     }
 
     pub fn worker_id(&self) -> Uuid {

@@ -65,6 +65,9 @@ impl Drop for JobGuard {
     }
 }
 
+/// Told about the job at creation and at every poll.
+pub type OnJob = Box<dyn Fn(&ExportJob) + Send + Sync>;
+
 /// Runs the export and sends the mapped devices into `pages`; a failure is the last item
 /// sent. Dropping the future (aborting its task) cancels a job that is still running.
 pub async fn read_export<T, F>(
@@ -72,13 +75,14 @@ pub async fn read_export<T, F>(
     blob: BlobClient,
     container: BlobContainerSas,
     plan: ExportPlan,
-    map: F,
+    (map, on_job): (F, OnJob),
     pages: mpsc::Sender<Result<T, ReadError>>,
 ) where
     T: Send + 'static,
     F: Fn(&[Twin]) -> T + Send + Sync + 'static,
 {
-    if let Err(err) = export_and_read(&client, &blob, &container, &plan, &map, &pages).await {
+    let read = export_and_read(&client, &blob, &container, &plan, (&map, &on_job), &pages);
+    if let Err(err) = read.await {
         let _ = pages.send(Err(err.into())).await;
     }
 }
@@ -88,7 +92,7 @@ async fn export_and_read<T, F>(
     blob: &BlobClient,
     container: &BlobContainerSas,
     plan: &ExportPlan,
-    map: &F,
+    (map, on_job): (&F, &OnJob),
     pages: &mpsc::Sender<Result<T, ReadError>>,
 ) -> Result<(), ExportError>
 where
@@ -97,6 +101,7 @@ where
     let import = plan.import_id;
     let host = client.host_name().to_owned();
     let job = client.create_export_job(container).await?;
+    on_job(&job);
     let mut guard = JobGuard {
         client: client.clone(),
         job_id: Some(job.job_id.clone()),
@@ -105,6 +110,7 @@ where
     let mut last_logged: Option<u8> = None;
     let waited = client
         .wait_for_job(&job.job_id, plan.job_timeout, |job: &ExportJob| {
+            on_job(job);
             let decile = job.progress / 10;
             if last_logged != Some(decile) {
                 last_logged = Some(decile);

@@ -19,6 +19,7 @@ mod schedule;
 pub mod source;
 
 pub use engine::{
-    Engine, EngineConfig, ImportRequest, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
+    Engine, EngineConfig, ExportJobState, ImportRequest, SubmitError, MSG_INVALID_SECRET,
+    MSG_RESTARTED,
 };
 pub use iothubgdr_store::LimitScope;

@@ -2,6 +2,7 @@
 
 mod apps;
 mod demo;
+mod import_args;
 mod keys;
 mod serve;
 

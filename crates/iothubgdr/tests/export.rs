@@ -341,6 +341,24 @@ async fn a_second_export_meets_the_running_one_and_cancelling_the_import_cancels
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The import shows the hub's job while it runs.
+    let path = format!("/archivist/v2/{}", first["identity"].as_str().unwrap());
+    let started = Instant::now();
+    loop {
+        let (_, now) = f.call(reqwest::Method::GET, &path, None).await;
+        let job = &now["result"]["export_job"];
+        if job["status"] == "running" {
+            assert!(job["progress"].as_u64().unwrap() < 100, "{now}");
+            assert_eq!(now["result"]["status"], "STATUS_INPROGRESS", "{now}");
+            assert_eq!(now["result"]["number_devices_total"], 1_000, "{now}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no export job shown: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The hub runs one job at a time: a second import of it fails, saying why.
     let (_, second) = f.start_export(&sas).await;
     let done = f.wait_done(&second).await;
@@ -358,6 +376,7 @@ async fn a_second_export_meets_the_running_one_and_cancelling_the_import_cancels
     assert_eq!(status, 200, "{cancelled}");
     let done = f.wait_done(&first).await;
     assert_eq!(done["result"]["status"], "STATUS_CANCELLED", "{done}");
+    assert!(done["result"].get("export_job").is_none(), "{done}");
     let started = Instant::now();
     while f.hub.stats().jobs_cancelled == 0 {
         assert!(

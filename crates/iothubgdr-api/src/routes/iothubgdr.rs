@@ -15,6 +15,7 @@ use iothubgdr_import::{ImportRequest, SubmitError};
 use iothubgdr_store::{Import, ImportStatus, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{not_found_identity, parse_identity, render_time};
@@ -99,6 +100,29 @@ struct OperationResult {
     number_devices_total: Option<u64>,
     /// Twins not copied because they break IoT Hub's own limits (an addition too).
     number_devices_refused: u64,
+    /// The export path: the hub's export job while the import runs (an addition too),
+    /// shown by the server that runs the import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export_job: Option<ExportJobJson>,
+}
+
+#[derive(Serialize)]
+struct ExportJobJson {
+    status: &'static str,
+    progress: u8,
+}
+
+impl OperationJson {
+    /// Adds the export job of an import that is still running on this server.
+    fn with_export_job(mut self, engine: Option<&iothubgdr_import::Engine>, id: Uuid) -> Self {
+        if let (false, Some(result), Some(engine)) = (self.done, self.result.as_mut(), engine) {
+            result.export_job = engine.export_job(id).map(|job| ExportJobJson {
+                status: job.status,
+                progress: job.progress,
+            });
+        }
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -136,6 +160,7 @@ impl From<Import> for OperationJson {
                     status: status_name(status),
                     number_devices_total: import.number_devices_total,
                     number_devices_refused: import.number_devices_refused,
+                    export_job: None,
                 }),
                 None,
             ),
@@ -269,7 +294,7 @@ async fn get_one(
         .store
         .import_get(caller.tenant_id, id)
         .await?
-        .map(|import| Json(import.into()))
+        .map(|import| Json(OperationJson::from(import).with_export_job(state.engine.as_ref(), id)))
         .ok_or_else(|| not_found_identity(KIND, &raw_id))
 }
 
@@ -338,7 +363,14 @@ async fn list(
         .next_before_seq
         .map(|seq| paging::encode_page_token(&state.paging, KIND, &query, seq));
     let body = OperationList {
-        operations: page.items.into_iter().map(OperationJson::from).collect(),
+        operations: page
+            .items
+            .into_iter()
+            .map(|import| {
+                let id = import.id;
+                OperationJson::from(import).with_export_job(state.engine.as_ref(), id)
+            })
+            .collect(),
         next_page_token,
     };
     let count = state.store.import_count(caller.tenant_id);

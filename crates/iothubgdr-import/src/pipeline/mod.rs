@@ -17,7 +17,7 @@ use iothubgdr_store::{ImportOutcome, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::engine::{Inner, MSG_RESTARTED};
+use crate::engine::{ExportJobState, Inner, MSG_RESTARTED};
 use crate::export_source::ExportPlan;
 use crate::mapping::MappedPage;
 use crate::schedule::QueuedJob;
@@ -46,6 +46,7 @@ pub(crate) enum JobEnd {
 pub(crate) async fn run(inner: Arc<Inner>, job: QueuedJob, cancel: CancellationToken) {
     let id = job.import_id;
     let end = execute(&inner, job, &cancel).await;
+    inner.set_export_job(id, None);
     let outcome = match end {
         Ok(JobEnd::Completed) => Some(ImportOutcome::Finished),
         Ok(JobEnd::Cancelled) => Some(ImportOutcome::Cancelled),
@@ -117,8 +118,22 @@ async fn execute(
         };
         // The reader owns the secrets (connection string, container URL) and cancels the
         // hub's job if the import ends first.
-        let (pages, _reader) =
-            reader::spawn_export(client, blob, container, plan, hub_host, home_location);
+        let jobs = Arc::clone(inner);
+        let on_job = Box::new(move |job: &iothub_client::ExportJob| {
+            let state = ExportJobState {
+                status: job.status.as_str(),
+                progress: job.progress,
+            };
+            jobs.set_export_job(id, Some(state));
+        });
+        let (pages, _reader) = reader::spawn_export(
+            client,
+            blob,
+            container,
+            plan,
+            (hub_host, home_location),
+            on_job,
+        );
         return writer::write_all(inner, id, tenant_id, pages, cancel).await;
     }
     let plan = ReadPlan {

@@ -9,7 +9,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::Page;
-use crate::export_source::{self, ExportPlan};
+use crate::export_source::{self, ExportPlan, OnJob};
 use crate::mapping::{loggable_device_id, map_page, MappedPage};
 use crate::source::{self, HubCount, ReadPlan};
 
@@ -55,13 +55,18 @@ pub(crate) fn spawn_export(
     blob: BlobClient,
     container: BlobContainerSas,
     plan: ExportPlan,
-    hub_host: String,
-    home_location: Option<String>,
+    (hub_host, home_location): (String, Option<String>),
+    on_job: OnJob,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
     let map = mapper(plan.import_id, hub_host, home_location);
     let task = tokio::spawn(export_source::read_export(
-        client, blob, container, plan, map, pages_tx,
+        client,
+        blob,
+        container,
+        plan,
+        (map, on_job),
+        pages_tx,
     ));
     (pages_rx, ReaderTask(task))
 }
