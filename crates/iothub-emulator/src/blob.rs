@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 const STORAGE_VERSION: &str = "2021-08-06";
 
 /// A container SAS URL, split for building blob URLs. Never logged.
+#[derive(Clone)]
 pub(crate) struct ContainerUrl {
     url: Zeroizing<String>,
     /// `https://host[:port]/container`

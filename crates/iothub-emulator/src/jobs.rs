@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use crate::blob::{ContainerUrl, ProbeOutcome};
@@ -33,6 +34,8 @@ use crate::state::Shared;
 pub(crate) const EXPORT_BLOB: &str = "devices.txt";
 /// Bytes of devices per block: Put Block allows far more, a few MiB keeps memory flat.
 const BLOCK_BYTES: usize = 4 * 1024 * 1024;
+/// Blocks being uploaded at once.
+const UPLOADS_AT_ONCE: usize = 4;
 /// Devices scanned per registry lock.
 const DEVICES_PER_SCAN: usize = 2_000;
 
@@ -312,6 +315,21 @@ fn export_line(record: &DeviceRecord, out: &mut Vec<u8>) {
     }
 }
 
+fn collect_upload(
+    done: Option<Result<(usize, Result<String, String>), tokio::task::JoinError>>,
+    ids: &mut Vec<(usize, String)>,
+) -> Result<(), String> {
+    match done {
+        None => Ok(()),
+        Some(Ok((index, Ok(id)))) => {
+            ids.push((index, id));
+            Ok(())
+        }
+        Some(Ok((_, Err(reason)))) => Err(reason),
+        Some(Err(_)) => Err("an upload of the export stopped".to_owned()),
+    }
+}
+
 /// Runs one export: scans the registry in device id order a slice at a time, writes the
 /// lines as blocks, commits the block list. Ends failed when the storage refuses a write or
 /// the faults say so, and stops early when the job is cancelled.
@@ -324,7 +342,10 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
     let mut after: Option<String> = None;
     let mut exported: u64 = 0;
     let mut block = Vec::with_capacity(BLOCK_BYTES + 64 * 1024);
-    let mut blocks: Vec<String> = Vec::new();
+    let mut block_ids: Vec<(usize, String)> = Vec::new();
+    let mut blocks: usize = 0;
+    // Blocks upload while the next ones are built, a few at a time.
+    let mut uploads: JoinSet<(usize, Result<String, String>)> = JoinSet::new();
     let per_slice_delay = faults.export_duration / ((total / DEVICES_PER_SCAN as u64) + 1) as u32;
     let outcome: Result<(), String> = async {
         loop {
@@ -349,12 +370,17 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
             exported += scanned as u64;
             let finished = last.is_none();
             if block.len() >= BLOCK_BYTES || (finished && !block.is_empty()) {
-                let block_id = shared
-                    .blob
-                    .put_block(&target, EXPORT_BLOB, blocks.len(), &block)
-                    .await?;
-                blocks.push(block_id);
-                block.clear();
+                while uploads.len() >= UPLOADS_AT_ONCE {
+                    collect_upload(uploads.join_next().await, &mut block_ids)?;
+                }
+                let bytes =
+                    std::mem::replace(&mut block, Vec::with_capacity(BLOCK_BYTES + 64 * 1024));
+                let (writer, target, index) = (shared.blob.clone(), target.clone(), blocks);
+                uploads.spawn(async move {
+                    let id = writer.put_block(&target, EXPORT_BLOB, index, &bytes).await;
+                    (index, id)
+                });
+                blocks += 1;
             }
             let progress = ((exported * 100) / total).min(99) as u8;
             shared.jobs.update(&id, |job| job.progress = progress);
@@ -366,16 +392,18 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
             }
             after = last;
         }
+        while let Some(done) = uploads.join_next().await {
+            collect_upload(Some(done), &mut block_ids)?;
+        }
         if faults.export_fails {
             return Err(format!(
                 "Export failed writing to {}: injected failure",
                 target.expose_url()
             ));
         }
-        shared
-            .blob
-            .put_block_list(&target, EXPORT_BLOB, &blocks)
-            .await
+        block_ids.sort_unstable();
+        let ids: Vec<String> = block_ids.drain(..).map(|(_, id)| id).collect();
+        shared.blob.put_block_list(&target, EXPORT_BLOB, &ids).await
     }
     .await;
     shared
