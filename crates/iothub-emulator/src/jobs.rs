@@ -315,8 +315,11 @@ fn export_line(record: &DeviceRecord, out: &mut Vec<u8>) {
     }
 }
 
+/// One block's upload: its index and its id, or why the storage refused it.
+type Upload = (usize, Result<String, String>);
+
 fn collect_upload(
-    done: Option<Result<(usize, Result<String, String>), tokio::task::JoinError>>,
+    done: Option<Result<Upload, tokio::task::JoinError>>,
     ids: &mut Vec<(usize, String)>,
 ) -> Result<(), String> {
     match done {
@@ -345,7 +348,7 @@ async fn run_export(shared: Arc<Shared>, id: String, target: ContainerUrl) {
     let mut block_ids: Vec<(usize, String)> = Vec::new();
     let mut blocks: usize = 0;
     // Blocks upload while the next ones are built, a few at a time.
-    let mut uploads: JoinSet<(usize, Result<String, String>)> = JoinSet::new();
+    let mut uploads: JoinSet<Upload> = JoinSet::new();
     let per_slice_delay = faults.export_duration / ((total / DEVICES_PER_SCAN as u64) + 1) as u32;
     let outcome: Result<(), String> = async {
         loop {

@@ -91,10 +91,6 @@ pub struct ImportRequest {
     /// The connection string, wiped from memory when dropped.
     pub secret: Zeroizing<String>,
     pub arc_home_location_identity: Option<String>,
-    /// The SAS URL of the customer's blob container: when given, the import runs an
-    /// export job on the hub and reads the export from the container. A secret, like
-    /// `secret`: wiped from memory when dropped, never stored.
-    pub output_blob_container_uri: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for ImportRequest {
@@ -105,13 +101,6 @@ impl std::fmt::Debug for ImportRequest {
             .field(
                 "arc_home_location_identity",
                 &self.arc_home_location_identity,
-            )
-            .field(
-                "output_blob_container_uri",
-                &self
-                    .output_blob_container_uri
-                    .as_ref()
-                    .map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -243,6 +232,29 @@ impl Engine {
         tenant_id: Uuid,
         request: ImportRequest,
     ) -> Result<Import, SubmitError> {
+        self.submit_to(tenant_id, request, None).await
+    }
+
+    /// Accepts an import through the export path: `container` is the SAS URL of the
+    /// customer's blob container (a secret like the connection string: wiped from memory
+    /// when dropped, never stored). The import runs an export job on the hub and reads the
+    /// devices from the container. A URL that is not a blob container the outbound policy
+    /// allows is refused with nothing recorded.
+    pub async fn submit_export(
+        &self,
+        tenant_id: Uuid,
+        request: ImportRequest,
+        container: Zeroizing<String>,
+    ) -> Result<Import, SubmitError> {
+        self.submit_to(tenant_id, request, Some(container)).await
+    }
+
+    async fn submit_to(
+        &self,
+        tenant_id: Uuid,
+        request: ImportRequest,
+        output_blob_container_uri: Option<Zeroizing<String>>,
+    ) -> Result<Import, SubmitError> {
         let inner = &self.inner;
         if !inner.lock_jobs().is_accepting() {
             return Err(SubmitError::ShuttingDown);
@@ -251,7 +263,6 @@ impl Engine {
             display_name,
             secret,
             arc_home_location_identity,
-            output_blob_container_uri,
         } = request;
         // Checked before anything is recorded: a container we would not read is refused
         // with the request, like any other bad field.
@@ -385,17 +396,10 @@ mod tests {
             display_name: "plant".into(),
             secret: Zeroizing::new(secret.into()),
             arc_home_location_identity: None,
-            output_blob_container_uri: Some(Zeroizing::new(
-                "https://acct.blob.core.windows.net/exports?sv=2021-08-06&sig=U0FTU0lH".into(),
-            )),
         };
         let shown = format!("{request:?}");
         assert!(shown.contains("plant") && shown.contains("<redacted>"));
         assert!(!shown.contains("c2VjcmV0") && !shown.contains("HostName"));
-        assert!(
-            !shown.contains("U0FTU0lH") && !shown.contains("acct"),
-            "{shown}"
-        );
     }
 
     #[test]

@@ -148,7 +148,6 @@ fn request(secret: String) -> ImportRequest {
         display_name: "test".into(),
         secret: Zeroizing::new(secret),
         arc_home_location_identity: None,
-        output_blob_container_uri: None,
     }
 }
 

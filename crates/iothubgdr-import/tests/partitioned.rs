@@ -80,7 +80,6 @@ async fn import_and_wait(f: &Fixture, engine: &Engine, tenant: Uuid) -> Import {
                 display_name: "large".into(),
                 secret: Zeroizing::new(f.emulator.iothub_connection_string()),
                 arc_home_location_identity: None,
-                output_blob_container_uri: None,
             },
         )
         .await

@@ -237,7 +237,7 @@ async fn the_export_path_imports_every_device_exactly_once_and_keeps_the_sas_sec
 
     // A refused container URL is the caller's mistake: 400, nothing recorded, no echo.
     let refused = [
-        format!("https://evil.example.com/exports?sv=2021&sig=QkFEU0lHMQ%3D%3D"),
+        "https://evil.example.com/exports?sv=2021&sig=QkFEU0lHMQ%3D%3D".to_owned(),
         "https://127.0.0.1:10000/exports?sig=QkFEU0lHMg%3D%3D".to_owned(),
         "http://devstoreaccount1.blob.core.windows.net/exports?sig=QkFEU0lHMw%3D%3D".to_owned(),
         "https://devstoreaccount1.blob.core.windows.net/exports?sv=2021-08-06&sp=r".to_owned(),

@@ -234,26 +234,28 @@ async fn create(
         None | Some("") => None,
         Some(raw) => Some(home_location(&state, &caller, raw).await?),
     };
-    let import = engine
-        .submit(
-            caller.tenant_id,
-            ImportRequest {
-                display_name,
-                secret,
-                arc_home_location_identity: location,
-                output_blob_container_uri: container,
-            },
-        )
-        .await
-        .map_err(|err| match err {
-            SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
-            // Decided in the database, so every replica enforces the same bound.
-            SubmitError::LimitReached { .. } => {
-                ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
-            }
-            SubmitError::InvalidContainer(_) => ApiError::invalid_argument(err.to_string()),
-            SubmitError::Store(err) => err.into(),
-        })?;
+    let request = ImportRequest {
+        display_name,
+        secret,
+        arc_home_location_identity: location,
+    };
+    let import = match container {
+        None => engine.submit(caller.tenant_id, request).await,
+        Some(container) => {
+            engine
+                .submit_export(caller.tenant_id, request, container)
+                .await
+        }
+    };
+    let import = import.map_err(|err| match err {
+        SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
+        // Decided in the database, so every replica enforces the same bound.
+        SubmitError::LimitReached { .. } => {
+            ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
+        }
+        SubmitError::InvalidContainer(_) => ApiError::invalid_argument(err.to_string()),
+        SubmitError::Store(err) => err.into(),
+    })?;
     Ok(Json(import.into()))
 }
 
