@@ -4,6 +4,7 @@
 #   bash bench/import.sh                          # both scenarios below
 #   SCENARIOS=loopback DEVICES="100000 1000000" bash bench/import.sh
 #   SCENARIOS=azure AZURE_DEVICES=100000 LATENCY_MS=150 QUOTA=1000 bash bench/import.sh
+#   SCENARIOS=export EXPORT_DEVICES=100000 bash bench/import.sh
 #
 # loopback: seeds N devices in the IoT Hub emulator, imports them through the real server,
 #   and compares the end-to-end rate with the rate at which the IoT Hub client alone pages
@@ -20,6 +21,11 @@
 #   unit). Imports AZURE_DEVICES (default 100,000) with the server paced at the quota and
 #   its parallel readers, then with one sequential reader (--iothub-readers 1), and prints
 #   both beside the quota's own minimum (pages / quota): no reader can beat it.
+# export: the export path. One emulator with EXPORT_DEVICES (default 100,000) and a local
+#   Azurite (npm, installed by scripts/azurite.sh) as the customer's blob container; the
+#   same devices imported on loopback through twin queries, then through an export job
+#   (job, blob written into Azurite, read back, written to SQLite), each into a fresh
+#   database. Prints both rates and the export path's share of the query path's (aim: 80%+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +37,7 @@ if [[ " $BACKENDS " == *" postgres "* ]] && ! [ -x "${PG_BIN:-/usr/local/bin}/in
   BACKENDS=sqlite
 fi
 AZURE_DEVICES=${AZURE_DEVICES:-100000}
+EXPORT_DEVICES=${EXPORT_DEVICES:-100000}
 LATENCY_MS=${LATENCY_MS:-150}
 QUOTA=${QUOTA:-1000}
 # PROFILE=dev measures an unoptimised build: meaningless for `loopback` (CPU-bound), but the
@@ -89,9 +96,12 @@ start_server() {
       --data-urlencode "client_id=$id" --data-urlencode "client_secret=$secret" |
       python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
   printf 'Authorization: Bearer %s\n' "$token" >"$dir/bearer"
-  python3 - "$dir/../secret" >"$dir/body.json" <<'PY'
+  python3 - "$dir/../secret" "${container_file:-}" >"$dir/body.json" <<'PY'
 import json, sys
-print(json.dumps({"display_name": "bench", "secret": open(sys.argv[1]).read().strip()}))
+body = {"display_name": "bench", "secret": open(sys.argv[1]).read().strip()}
+if sys.argv[2]:
+    body["output_blob_container_uri"] = open(sys.argv[2]).read().strip()
+print(json.dumps(body))
 PY
 }
 
@@ -282,10 +292,45 @@ PY
   pids=()
 }
 
+export_path() {
+  local n=$EXPORT_DEVICES dir="$work/export"
+  database=
+  AZURITE_BLOB_BIN=${AZURITE_BLOB_BIN:-$(bash scripts/azurite.sh)}
+  export AZURITE_BLOB_BIN
+  echo "export path: $n devices, on loopback, SQLite, Azurite as the blob container"
+  start_emulator "$dir" "$n" --with-azurite
+  local blob_resolve blob_ca
+  blob_resolve=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['blob']['blob_resolve'])" "$dir/emulator.json")
+  blob_ca=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['blob']['blob_ca_cert_path'])" "$dir/emulator.json")
+  (umask 077; python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['blob']['output_blob_container_uri'])" "$dir/emulator.json" >"$dir/container")
+  mkdir -p "$dir/query" "$dir/export"
+  container_file=
+  run_import "$dir/query" "$n"
+  local query=$result
+  stop "$server_pid"
+  container_file="$dir/container"
+  run_import "$dir/export" "$n" --blob-resolve "$blob_resolve" --blob-ca-file "$blob_ca"
+  local exported=$result
+  container_file=
+  stop "$server_pid"
+  python3 - "$n" "$query" "$exported" <<'PY'
+import json, sys
+n, query, exported = int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+q, e = n / query["seconds"], n / exported["seconds"]
+for name, run, rate in (("twin queries (loopback)", query, q), ("export job + blob (Azurite)", exported, e)):
+    print(f"  {name:<30} {run['seconds']:7.2f} s {rate:9.0f} devices/s"
+          f"  (server CPU {run['server_cpu']:.1f} s, emulator CPU {run['emulator_cpu']:.1f} s)")
+print(f"  export path rate / query path rate: {e / q:.2f} (aim: 0.80 or more)")
+PY
+  stop "$emulator_pid"
+  pids=()
+}
+
 for scenario in $SCENARIOS; do
   case $scenario in
     loopback) loopback ;;
     azure) azure ;;
-    *) echo "unknown scenario $scenario (loopback, azure)" >&2; exit 2 ;;
+    export) export_path ;;
+    *) echo "unknown scenario $scenario (loopback, azure, export)" >&2; exit 2 ;;
   esac
 done

@@ -239,6 +239,21 @@ impl HubClient {
         self.inner.connection.host_name()
     }
 
+    /// For other service APIs of the hub (the jobs API): the HTTPS client, which keeps to
+    /// the outbound policy.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// For other service APIs of the hub: the `Authorization` header (sensitive).
+    pub(crate) fn authorization_header(&self) -> Result<HeaderValue, HubError> {
+        self.authorization().map_err(|failure| failure.error)
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     /// The number of device twins in the hub.
     pub async fn count_devices(&self) -> Result<u64, HubError> {
         let page = self

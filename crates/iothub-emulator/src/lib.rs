@@ -2,11 +2,17 @@
 //! twins, bulk registry operations and the twin query with paging, with shared access
 //! signature checks as the hub makes them and deterministic fault injection.
 //!
+//! The jobs API runs export jobs that write `devices.txt` into a blob container of a local
+//! Azure Storage emulator ([`azurite`]), reached only at loopback addresses it was given.
+//!
 //! Clients reach it as `<hub>.azure-devices.net` by resolving that name to [`RunningEmulator::addr`]
 //! and trusting [`RunningEmulator::ca_cert_pem`].
 
+pub mod azurite;
+mod blob;
 mod error;
 mod hostile;
+mod jobs;
 mod model;
 mod query;
 mod registry;
@@ -145,6 +151,14 @@ pub struct Faults {
     pub latency: Duration,
     /// A smaller page-size cap than `max_page_size`.
     pub page_size_cap: Option<u32>,
+    /// Export jobs run at least this long (their slices are spread over it), so that a
+    /// test can cancel one while it runs.
+    pub export_duration: Duration,
+    /// Export jobs end `failed` after writing their blocks (the failure reason quotes the
+    /// container URL, as a hub's may: clients must not show it).
+    pub export_fails: bool,
+    /// Creating a job answers `JobQuotaExceeded`, as when another import or export job runs.
+    pub job_already_running: bool,
     /// Twin query answers no real hub gives (loops, lies, huge pages, redirects, twins over
     /// the limits), for tests of clients.
     pub hostility: Hostility,
@@ -164,6 +178,11 @@ pub struct EmulatorConfig {
     pub max_page_size: u32,
     /// How seeded device ids look.
     pub id_style: IdStyle,
+    /// Blob hosts export jobs may write to, each pinned to a loopback address (a local
+    /// Azurite); any other host is refused.
+    pub blob_endpoints: Vec<(String, SocketAddr)>,
+    /// PEM of the CA that signed the blob endpoints' certificates.
+    pub blob_ca_pem: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -178,6 +197,8 @@ impl Default for EmulatorConfig {
             faults: Faults::default(),
             max_page_size: HUB_MAX_QUERY_PAGE_SIZE,
             id_style: IdStyle::default(),
+            blob_endpoints: Vec::new(),
+            blob_ca_pem: None,
         }
     }
 }
@@ -214,6 +235,12 @@ pub struct Stats {
     pub lost_answers: u64,
     /// Requests refused with 401.
     pub unauthorized: u64,
+    /// Export jobs created.
+    pub jobs_created: u64,
+    /// Export jobs cancelled while they ran.
+    pub jobs_cancelled: u64,
+    /// Devices written by export jobs.
+    pub devices_exported: u64,
 }
 
 pub struct RunningEmulator {
@@ -354,6 +381,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<RunningEmulator> {
         namespace_hash % 10_000_000,
         (namespace_hash >> 24) & 0xff_ffff_ffff
     );
+    let blob = blob::BlobWriter::new(config.blob_endpoints.clone(), config.blob_ca_pem.as_deref())?;
     let shared = Arc::new(Shared::new(
         hub_host,
         config.seed,
@@ -361,6 +389,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<RunningEmulator> {
         config.max_page_size,
         config.faults.clone(),
         Registry::new(config.seed, config.devices, config.id_style),
+        blob,
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use iothub_emulator::azurite::RunningAzurite;
 use iothub_emulator::{EmulatorConfig, Faults, IdStyle, HUB_MAX_QUERY_PAGE_SIZE};
 
 #[derive(Parser, Debug)]
@@ -66,6 +67,37 @@ struct Args {
     /// A page-size cap below --max-page-size.
     #[arg(long, env = "IOTHUB_EMULATOR_PAGE_SIZE_CAP")]
     page_size_cap: Option<u32>,
+    /// Start a local Azurite (npm `azurite`, see scripts/azurite.sh) on a loopback port for
+    /// export jobs, create the container `exports`, and print (and write to --info-out) its
+    /// SAS URL and what a server needs to reach it (--blob-resolve, --blob-ca-file).
+    #[arg(long, env = "IOTHUB_EMULATOR_WITH_AZURITE")]
+    with_azurite: bool,
+    /// A blob host export jobs may write to, pinned to a loopback address (HOST=ADDR:PORT);
+    /// repeatable. Any other host is refused.
+    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = parse_endpoint)]
+    blob_endpoint: Vec<(String, SocketAddr)>,
+    /// PEM of the CA that signed the blob endpoints' certificates.
+    #[arg(long, value_name = "PEM")]
+    blob_ca_file: Option<PathBuf>,
+    /// Export jobs take at least this many milliseconds.
+    #[arg(long, env = "IOTHUB_EMULATOR_EXPORT_DURATION_MS", default_value_t = 0)]
+    export_duration_ms: u64,
+    /// Export jobs end failed.
+    #[arg(long)]
+    export_fails: bool,
+    /// Creating a job answers JobQuotaExceeded, as when another job runs.
+    #[arg(long)]
+    job_already_running: bool,
+}
+
+fn parse_endpoint(text: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = text
+        .split_once('=')
+        .ok_or_else(|| "expected HOST=ADDR:PORT".to_owned())?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| "expected HOST=ADDR:PORT".to_owned())?;
+    Ok((host.trim().to_ascii_lowercase(), addr))
 }
 
 fn parse_id_style(text: &str) -> Result<IdStyle, String> {
@@ -94,6 +126,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let azurite = if args.with_azurite {
+        let binary = iothub_emulator::azurite::find_binary()
+            .context("--with-azurite: Azurite is not installed (bash scripts/azurite.sh)")?;
+        let azurite = RunningAzurite::start(&binary).await?;
+        azurite.create_container("exports").await?;
+        Some(azurite)
+    } else {
+        None
+    };
+    let mut blob_endpoints = args.blob_endpoint.clone();
+    let mut blob_ca_pem = match &args.blob_ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(azurite) = &azurite {
+        blob_endpoints.push((azurite.host().to_owned(), azurite.addr()));
+        blob_ca_pem = Some(azurite.ca_cert_pem().to_owned());
+    }
     let config = EmulatorConfig {
         listen: args.listen,
         hub_name: args.hub_name,
@@ -110,8 +162,13 @@ async fn main() -> anyhow::Result<()> {
             lost_answer_rate: rate("lost-answer-rate", args.lost_answer_rate)?,
             latency: Duration::from_millis(args.latency_ms),
             page_size_cap: args.page_size_cap,
+            export_duration: Duration::from_millis(args.export_duration_ms),
+            export_fails: args.export_fails,
+            job_already_running: args.job_already_running,
             ..Faults::default()
         },
+        blob_endpoints,
+        blob_ca_pem,
         ..EmulatorConfig::with_seed(args.seed)
     };
     let emulator = iothub_emulator::start(config).await?;
@@ -134,6 +191,31 @@ async fn main() -> anyhow::Result<()> {
         emulator.eventhub_connection_string()
     );
     println!("CA certificate: {}", ca_cert_path.display());
+    let mut blob = serde_json::Map::new();
+    if let Some(azurite) = &azurite {
+        let ca_path = args.ca_cert_out.with_extension("azurite.pem");
+        std::fs::write(&ca_path, azurite.ca_cert_pem())
+            .with_context(|| format!("writing {}", ca_path.display()))?;
+        let ca_path = std::fs::canonicalize(&ca_path).unwrap_or(ca_path);
+        let sas_url = azurite.container_sas_url("exports", "racwdl");
+        println!(
+            "Azurite blob service: {} as {}",
+            azurite.addr(),
+            azurite.host()
+        );
+        println!("Blob container SAS URL (output_blob_container_uri): {sas_url}");
+        println!(
+            "Server options: --blob-resolve {} --blob-ca-file {}",
+            azurite.pin(),
+            ca_path.display()
+        );
+        blob.insert("output_blob_container_uri".into(), sas_url.into());
+        blob.insert("blob_resolve".into(), azurite.pin().into());
+        blob.insert(
+            "blob_ca_cert_path".into(),
+            ca_path.display().to_string().into(),
+        );
+    }
     if let Some(info_out) = &args.info_out {
         let per_policy: serde_json::Map<String, serde_json::Value> = emulator
             .policies()
@@ -151,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
             "eventhub_connection_string": emulator.eventhub_connection_string(),
             "ca_cert_path": ca_cert_path.display().to_string(),
             "connection_strings": per_policy,
+            "blob": blob,
         });
         // Written to a temporary name and renamed, so a script polling for the file never
         // reads half of it.
@@ -162,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
     }
     wait_for_signal().await?;
     emulator.shutdown().await;
+    drop(azurite);
     Ok(())
 }
 

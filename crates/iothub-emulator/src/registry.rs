@@ -41,7 +41,7 @@ pub(crate) fn etag_matches(if_match: &str, current: &str) -> bool {
     wanted == "*" || wanted == current
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     let now = time::OffsetDateTime::now_utc();
     timestamp(now.unix_timestamp(), now.nanosecond() / 100)
 }
@@ -380,6 +380,11 @@ impl Registry {
         }
     }
 
+    /// Every live device: seeded ones not deleted plus created ones.
+    pub(crate) fn live_count(&self) -> u64 {
+        self.count_range(Bound::Unbounded, Bound::Unbounded)
+    }
+
     pub(crate) fn count(&self, query: &Query) -> u64 {
         let (lower, upper) = query.device_id_bounds();
         let (lower, upper) = (as_str_bound(&lower), as_str_bound(&upper));
@@ -387,20 +392,7 @@ impl Registry {
             return 0;
         }
         if query.only_device_id_range() {
-            // Seeded ids in the range, corrected by the overlay's changes in it: no device is
-            // built, so counting a part of a million-device hub is instant.
-            let seeded = self.first_seeded(lower);
-            let end = self.first_seeded_past(upper).max(seeded);
-            let mut total = end - seeded;
-            for (id, slot) in self.overlay.range::<str, _>((lower, upper)) {
-                let is_seeded = self.ids.index_of(id).is_some();
-                match (slot, is_seeded) {
-                    (Slot::Deleted, true) => total -= 1,
-                    (Slot::Live(_), false) => total += 1,
-                    _ => {}
-                }
-            }
-            return total;
+            return self.count_range(lower, upper);
         }
         let mut total = 0;
         self.scan_range(lower, upper, Keys::Skip, |record| {
@@ -409,6 +401,23 @@ impl Registry {
             }
             ControlFlow::Continue(())
         });
+        total
+    }
+
+    /// Seeded ids in the range, corrected by the overlay's changes in it: no device is
+    /// built, so counting a part of a million-device hub is instant.
+    fn count_range(&self, lower: Bound<&str>, upper: Bound<&str>) -> u64 {
+        let seeded = self.first_seeded(lower);
+        let end = self.first_seeded_past(upper).max(seeded);
+        let mut total = end - seeded;
+        for (id, slot) in self.overlay.range::<str, _>((lower, upper)) {
+            let is_seeded = self.ids.index_of(id).is_some();
+            match (slot, is_seeded) {
+                (Slot::Deleted, true) => total -= 1,
+                (Slot::Live(_), false) => total += 1,
+                _ => {}
+            }
+        }
         total
     }
 }

@@ -41,6 +41,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(get_twin).patch(patch_twin).put(replace_twin),
         )
         .route("/statistics/devices", get(registry_statistics))
+        .route("/jobs/create", post(crate::jobs::create_job))
+        .route(
+            "/jobs/{id}",
+            get(crate::jobs::get_job).delete(crate::jobs::cancel_job),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -53,7 +58,7 @@ async fn not_found() -> HubError {
     )
 }
 
-fn authorize(
+pub(crate) fn authorize(
     shared: &Shared,
     headers: &HeaderMap,
     uri: &Uri,
@@ -108,7 +113,7 @@ fn check_sas(
     Ok(())
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use crate::blob::BlobWriter;
 use crate::error::HubError;
+use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::{AccessPolicy, Faults, Stats};
 
@@ -20,6 +22,9 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) lost_answers: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
+    pub(crate) jobs_created: AtomicU64,
+    pub(crate) jobs_cancelled: AtomicU64,
+    pub(crate) devices_exported: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -36,6 +41,8 @@ pub(crate) struct Shared {
     started: Instant,
     /// When each query request arrived (capped), to check a client's pacing.
     query_arrivals: Mutex<Vec<Duration>>,
+    pub(crate) jobs: Jobs,
+    pub(crate) blob: BlobWriter,
 }
 
 /// Query arrivals kept for [`Shared::query_arrivals`]: a 1,000,000-device read is 10,000.
@@ -58,6 +65,7 @@ impl Shared {
         max_page_size: u32,
         faults: Faults,
         registry: Registry,
+        blob: BlobWriter,
     ) -> Self {
         Shared {
             hub_host,
@@ -72,6 +80,8 @@ impl Shared {
             quota_window: Mutex::new((Instant::now(), 0)),
             started: Instant::now(),
             query_arrivals: Mutex::new(Vec::new()),
+            jobs: Jobs::default(),
+            blob,
         }
     }
 
@@ -185,6 +195,9 @@ impl Shared {
             dropped: s.dropped.load(Ordering::Relaxed),
             lost_answers: s.lost_answers.load(Ordering::Relaxed),
             unauthorized: s.unauthorized.load(Ordering::Relaxed),
+            jobs_created: s.jobs_created.load(Ordering::Relaxed),
+            jobs_cancelled: s.jobs_cancelled.load(Ordering::Relaxed),
+            devices_exported: s.devices_exported.load(Ordering::Relaxed),
         }
     }
 }

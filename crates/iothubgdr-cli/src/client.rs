@@ -49,6 +49,8 @@ struct CreateImport<'a> {
     secret: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     arc_home_location_identity: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_blob_container_uri: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +340,7 @@ impl ApiClient {
         display_name: &str,
         secret: &SecretString,
         location: Option<&str>,
+        container: Option<&SecretString>,
     ) -> Result<Operation, ClientError> {
         let location = location
             .map(ids::location_identity)
@@ -347,6 +350,7 @@ impl ApiClient {
             display_name,
             secret: secret.expose(),
             arc_home_location_identity: location.as_deref(),
+            output_blob_container_uri: container.map(SecretString::expose),
         };
         self.call(Method::POST, "/archivist/v2/iothubgdr", &[], Some(&body))
             .await

@@ -15,10 +15,11 @@
 //! - a cancel may arrive at another process: it is written to the store, and the owner
 //!   learns it from one query per tick.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_client::{ClientOptions, ConnectionString};
+use iothub_client::{BlobContainerSas, BlobOptions, ClientOptions, ConnectionString};
 use iothubgdr_store::{Admission, Import, ImportLimits, LimitScope, NewImport, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,10 @@ pub struct EngineConfig {
     /// The most readers one import uses on a large hub whose quota allows more than one
     /// reader can use (1: always one reader).
     pub readers_per_import: usize,
+    /// How to reach customers' blob containers (the export path).
+    pub blob: BlobOptions,
+    /// Longest wait for a hub's export job to finish.
+    pub export_job_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +79,8 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             cancel_poll: Duration::from_millis(500),
             readers_per_import: 8,
+            blob: BlobOptions::default(),
+            export_job_timeout: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -106,6 +113,10 @@ pub enum SubmitError {
     /// Too many imports waiting or running; nothing was recorded and the secret is gone.
     #[error("{}", limit_message(*.scope, *.limit))]
     LimitReached { scope: LimitScope, limit: u32 },
+    /// `output_blob_container_uri` is unusable; nothing was recorded. The text names the
+    /// problem (and at most the host), never the URL.
+    #[error("{0}")]
+    InvalidContainer(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -137,6 +148,28 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The hub's export job of each export-path import this process runs, as last polled.
+    pub(crate) export_jobs: std::sync::Mutex<HashMap<Uuid, ExportJobState>>,
+}
+
+/// Where the hub's export job of an import stands (the export path), as last polled by
+/// the process that runs the import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportJobState {
+    /// The jobs API's status: `enqueued`, `running`, `completed`, ...
+    pub status: &'static str,
+    /// Percent done, as the hub reports it.
+    pub progress: u8,
+}
+
+impl Inner {
+    pub(crate) fn set_export_job(&self, id: Uuid, state: Option<ExportJobState>) {
+        let mut jobs = self.export_jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            Some(state) => jobs.insert(id, state),
+            None => jobs.remove(&id),
+        };
+    }
 }
 
 impl Engine {
@@ -158,8 +191,19 @@ impl Engine {
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                export_jobs: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The export job of an export-path import this process runs, while it runs.
+    pub fn export_job(&self, id: Uuid) -> Option<ExportJobState> {
+        let jobs = self
+            .inner
+            .export_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        jobs.get(&id).copied()
     }
 
     pub fn worker_id(&self) -> Uuid {
@@ -188,6 +232,29 @@ impl Engine {
         tenant_id: Uuid,
         request: ImportRequest,
     ) -> Result<Import, SubmitError> {
+        self.submit_to(tenant_id, request, None).await
+    }
+
+    /// Accepts an import through the export path: `container` is the SAS URL of the
+    /// customer's blob container (a secret like the connection string: wiped from memory
+    /// when dropped, never stored). The import runs an export job on the hub and reads the
+    /// devices from the container. A URL that is not a blob container the outbound policy
+    /// allows is refused with nothing recorded.
+    pub async fn submit_export(
+        &self,
+        tenant_id: Uuid,
+        request: ImportRequest,
+        container: Zeroizing<String>,
+    ) -> Result<Import, SubmitError> {
+        self.submit_to(tenant_id, request, Some(container)).await
+    }
+
+    async fn submit_to(
+        &self,
+        tenant_id: Uuid,
+        request: ImportRequest,
+        output_blob_container_uri: Option<Zeroizing<String>>,
+    ) -> Result<Import, SubmitError> {
         let inner = &self.inner;
         if !inner.lock_jobs().is_accepting() {
             return Err(SubmitError::ShuttingDown);
@@ -197,6 +264,20 @@ impl Engine {
             secret,
             arc_home_location_identity,
         } = request;
+        // Checked before anything is recorded: a container we would not read is refused
+        // with the request, like any other bad field.
+        let export = match output_blob_container_uri {
+            None => None,
+            Some(text) => {
+                let container = BlobContainerSas::parse(&text)
+                    .map_err(|e| SubmitError::InvalidContainer(e.to_string()))?;
+                drop(text);
+                inner.config.blob.check(&container).map_err(|refusal| {
+                    SubmitError::InvalidContainer(format!("`output_blob_container_uri`: {refusal}"))
+                })?;
+                Some(container)
+            }
+        };
         let parsed = ConnectionString::parse(secret.trim());
         drop(secret);
         let id = Uuid::new_v4();
@@ -231,6 +312,7 @@ impl Engine {
             }
         };
         let hub_host = connection.host_name().to_owned();
+        let path = if export.is_some() { "export" } else { "query" };
         new.hub_host = Some(hub_host.clone());
         // Queued locally before it exists in the database, so a claim that sees it pending
         // always finds its job here.
@@ -240,11 +322,12 @@ impl Engine {
             connection,
             home_location: arc_home_location_identity,
             display_name,
+            export,
         });
         let admission = inner.store.import_create(new, limits).await;
         match admission {
             Ok(Admission::Accepted(import)) => {
-                info!(import = %id, hub = %hub_host, "import accepted");
+                info!(import = %id, hub = %hub_host, path, "import accepted");
                 inner.wake.notify_one();
                 Ok(*import)
             }

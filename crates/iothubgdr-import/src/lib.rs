@@ -4,10 +4,13 @@
 //! - [`Engine`] (engine.rs) accepts, cancels and shuts down imports.
 //! - schedule.rs claims pending imports under limits counted in the database.
 //! - pipeline/ runs one job: reader (hub pages), [`mapping`] (twin → asset), writer.
+//!   Devices come from the twin query ([`source`]) or, when the import names a blob
+//!   container, from an export job ([`export_source`]).
 //! - housekeeping.rs keeps the lease, reaps stopped replicas, notices remote cancels.
 //! - Figures for `/metrics` are registered in the registry given to [`Engine::new`].
 
 mod engine;
+pub mod export_source;
 mod housekeeping;
 pub mod mapping;
 mod metrics;
@@ -16,6 +19,7 @@ mod schedule;
 pub mod source;
 
 pub use engine::{
-    Engine, EngineConfig, ImportRequest, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
+    Engine, EngineConfig, ExportJobState, ImportRequest, SubmitError, MSG_INVALID_SECRET,
+    MSG_RESTARTED,
 };
 pub use iothubgdr_store::LimitScope;

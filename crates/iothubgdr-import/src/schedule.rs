@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use iothub_client::ConnectionString;
+use iothub_client::{BlobContainerSas, ConnectionString};
 use iothubgdr_store::ImportStatus;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -27,6 +27,9 @@ pub(crate) struct QueuedJob {
     pub(crate) home_location: Option<String>,
     /// The import's name: the principal of the events it records.
     pub(crate) display_name: String,
+    /// The customer's container for the export path (a secret too), or `None` for the
+    /// twin query.
+    pub(crate) export: Option<BlobContainerSas>,
 }
 
 /// The jobs of this process.

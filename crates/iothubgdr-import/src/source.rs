@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iothub_client::partition::{plan_partition, sample_ids};
-use iothub_client::{HubClient, HubError, IdRange, Partition, Twin};
+use iothub_client::{ExportError, HubClient, HubError, IdRange, Partition, Twin};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -43,6 +43,9 @@ pub struct ReadPlan {
 pub enum ReadError {
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// The export path (`crate::export_source`).
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("the hub returned {read} devices across the parts of the registry but counts {counted}: devices were added or removed while the import ran, or the hub did not answer every part; start the import again")]
     Incomplete { read: u64, counted: u64 },
     #[error("a reader of the registry stopped unexpectedly; start the import again")]

@@ -5,6 +5,10 @@
 //!
 //! It runs the same pieces as `serve` (store, engine, API) and the same client as
 //! `iothubgdr import --wait`, in one process.
+//!
+//! `--export` shows the path for large hubs instead: a local Azurite (npm, see
+//! scripts/azurite.sh) plays the customer's blob container, and the import runs an export
+//! job on the hub and reads the devices from the blob it writes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,10 @@ pub struct DemoArgs {
     /// Stop after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// Import through the export path (an export job into a blob container of a local
+    /// Azurite, which must be installed: `bash scripts/azurite.sh`) instead of twin queries.
+    #[arg(long)]
+    pub export: bool,
 }
 
 const HUB_NAME: &str = "demo-hub";
@@ -41,6 +49,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
 
+    let azurite = if args.export {
+        let binary = iothub_emulator::azurite::find_binary().context(
+            "--export needs Azurite, the Azure Storage emulator: run `bash scripts/azurite.sh` (npm install azurite)",
+        )?;
+        eprintln!("Starting Azurite (a local Azure Blob Storage) for the export...");
+        let azurite = iothub_emulator::azurite::RunningAzurite::start(&binary).await?;
+        azurite.create_container("exports").await?;
+        Some(azurite)
+    } else {
+        None
+    };
     eprintln!(
         "Starting an emulated Azure IoT Hub `{HUB_NAME}` with {} devices...",
         args.devices
@@ -48,6 +67,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let hub = iothub_emulator::start(EmulatorConfig {
         hub_name: HUB_NAME.to_owned(),
         devices: args.devices,
+        blob_endpoints: azurite
+            .iter()
+            .map(|a| (a.host().to_owned(), a.addr()))
+            .collect(),
+        blob_ca_pem: azurite.as_ref().map(|a| a.ca_cert_pem().to_owned()),
         ..EmulatorConfig::with_seed(1)
     })
     .await
@@ -75,6 +99,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         iothub_queries_per_minute: None,
         iothub_readers: 8,
         iothub_retry_budget: Duration::from_secs(120),
+        blob_ca_file: match &azurite {
+            Some(azurite) => {
+                let path = data_dir.join("azurite-ca.pem");
+                std::fs::write(&path, azurite.ca_cert_pem())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        },
+        blob_resolve: azurite
+            .iter()
+            .map(|a| (a.host().to_owned(), a.addr()))
+            .collect(),
+        blob_allowed_host: Vec::new(),
+        export_job_timeout: Duration::from_secs(3600),
         import_workers: 8,
         imports_per_tenant: 2,
         imports_queued_per_tenant: 10,
@@ -134,14 +173,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("cannot create the demo location")?;
 
     let secret = SecretString::new(hub.iothub_connection_string());
+    let container = azurite
+        .as_ref()
+        .map(|a| SecretString::new(a.container_sas_url("exports", "racwdl")));
     let started = Instant::now();
     let operation = client
-        .start_import("demo import", &secret, Some(&location.identity))
+        .start_import(
+            "demo import",
+            &secret,
+            Some(&location.identity),
+            container.as_ref(),
+        )
         .await
         .context("cannot start the import")?;
     drop(secret);
+    drop(container);
+    let path = if args.export {
+        "through an export job into Azurite"
+    } else {
+        "with twin queries (`--export` for the export path of large hubs)"
+    };
     eprintln!(
-        "Importing every device of {} as {}",
+        "Importing every device of {} as {}, {path}",
         hub.host_name(),
         operation.identity
     );

@@ -2,6 +2,7 @@
 
 mod apps;
 mod demo;
+mod import_args;
 mod keys;
 mod serve;
 
@@ -68,7 +69,7 @@ fn init_logging(args: &LoggingArgs, default_level: &str) -> Result<(), String> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API and the import engine.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage app registrations (client id and secret) directly in the database.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
@@ -123,7 +124,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => report(serve::run(args).await),
+            Command::Serve(args) => report(serve::run(*args).await),
             Command::Apps(command) => report(apps::run(command).await),
             Command::Keys(command) => report(keys::run(command).await),
             Command::Demo(args) => report(demo::run(args).await),

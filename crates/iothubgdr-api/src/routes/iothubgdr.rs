@@ -3,7 +3,8 @@
 //!
 //! The connection string arrives in the request body and goes straight to the import
 //! engine, which keeps it in memory only. It is never logged, stored, or echoed, not even
-//! in a validation error.
+//! in a validation error. The same holds for `output_blob_container_uri`, the SAS URL of
+//! the customer's blob container (the export path).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -14,6 +15,7 @@ use iothubgdr_import::{ImportRequest, SubmitError};
 use iothubgdr_store::{Import, ImportBreakdown, ImportStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{not_found_identity, parse_identity, render_time};
@@ -67,6 +69,10 @@ struct CreateImport {
     secret: Option<Zeroizing<String>>,
     #[serde(default, deserialize_with = "crate::extract::not_null")]
     arc_home_location_identity: Option<String>,
+    /// The SAS URL of the customer's blob container, for the export path: a secret like
+    /// `secret`, wiped from memory when the request is done with it, never echoed.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    output_blob_container_uri: Option<Zeroizing<String>>,
 }
 
 /// An import as the API shows it: the page's operation.
@@ -123,6 +129,29 @@ struct OperationResult {
     number_devices_refused: u64,
     #[serde(flatten)]
     breakdown: Breakdown,
+    /// The export path: the hub's export job while the import runs (an addition too),
+    /// shown by the server that runs the import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export_job: Option<ExportJobJson>,
+}
+
+#[derive(Serialize)]
+struct ExportJobJson {
+    status: &'static str,
+    progress: u8,
+}
+
+impl OperationJson {
+    /// Adds the export job of an import that is still running on this server.
+    fn with_export_job(mut self, engine: Option<&iothubgdr_import::Engine>, id: Uuid) -> Self {
+        if let (false, Some(result), Some(engine)) = (self.done, self.result.as_mut(), engine) {
+            result.export_job = engine.export_job(id).map(|job| ExportJobJson {
+                status: job.status,
+                progress: job.progress,
+            });
+        }
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -164,6 +193,7 @@ impl From<Import> for OperationJson {
                     number_devices_total: import.number_devices_total,
                     number_devices_refused: import.number_devices_refused,
                     breakdown: import.breakdown.into(),
+                    export_job: None,
                 }),
                 None,
             ),
@@ -228,28 +258,41 @@ async fn create(
         })?;
     // Names the field and the length, never the value.
     validate::max_len("secret", &secret)?;
+    let container = match body.output_blob_container_uri {
+        None => None,
+        Some(uri) if validate::is_blank(&uri) => {
+            return Err(ApiError::invalid_argument(
+                "`output_blob_container_uri` is empty: give the SAS URL of a blob container, or leave the field out to read the hub with twin queries",
+            ))
+        }
+        Some(uri) => Some(uri),
+    };
     let location = match body.arc_home_location_identity.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(home_location(&state, &caller, raw).await?),
     };
-    let import = engine
-        .submit(
-            caller.tenant_id,
-            ImportRequest {
-                display_name,
-                secret,
-                arc_home_location_identity: location,
-            },
-        )
-        .await
-        .map_err(|err| match err {
-            SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
-            // Decided in the database, so every replica enforces the same bound.
-            SubmitError::LimitReached { .. } => {
-                ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
-            }
-            SubmitError::Store(err) => err.into(),
-        })?;
+    let request = ImportRequest {
+        display_name,
+        secret,
+        arc_home_location_identity: location,
+    };
+    let import = match container {
+        None => engine.submit(caller.tenant_id, request).await,
+        Some(container) => {
+            engine
+                .submit_export(caller.tenant_id, request, container)
+                .await
+        }
+    };
+    let import = import.map_err(|err| match err {
+        SubmitError::ShuttingDown => ApiError::unavailable(err.to_string()),
+        // Decided in the database, so every replica enforces the same bound.
+        SubmitError::LimitReached { .. } => {
+            ApiError::resource_exhausted(err.to_string(), QUEUE_FULL_RETRY_AFTER_SECONDS)
+        }
+        SubmitError::InvalidContainer(_) => ApiError::invalid_argument(err.to_string()),
+        SubmitError::Store(err) => err.into(),
+    })?;
     Ok(Json(import.into()))
 }
 
@@ -290,7 +333,7 @@ async fn get_one(
         .store
         .import_get(caller.tenant_id, id)
         .await?
-        .map(|import| Json(import.into()))
+        .map(|import| Json(OperationJson::from(import).with_export_job(state.engine.as_ref(), id)))
         .ok_or_else(|| not_found_identity(KIND, &raw_id))
 }
 
@@ -355,7 +398,13 @@ async fn list(
         |_, page| async move { Ok(store.import_list(tenant, page).await?) },
         |_| async move { Ok(store.import_count(tenant).await?) },
         |items, next_page_token| OperationList {
-            operations: items.into_iter().map(OperationJson::from).collect(),
+            operations: items
+                .into_iter()
+                .map(|import| {
+                    let id = import.id;
+                    OperationJson::from(import).with_export_job(state.engine.as_ref(), id)
+                })
+                .collect(),
             next_page_token,
         },
     )

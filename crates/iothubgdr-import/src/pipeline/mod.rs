@@ -14,12 +14,13 @@ mod writer;
 
 use std::sync::Arc;
 
-use iothub_client::HubClient;
+use iothub_client::{BlobClient, HubClient};
 use iothubgdr_store::{ImportOutcome, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::engine::{Inner, MSG_RESTARTED};
+use crate::engine::{ExportJobState, Inner, MSG_RESTARTED};
+use crate::export_source::ExportPlan;
 use crate::mapping::{source_key, MappedPage};
 use crate::schedule::QueuedJob;
 use crate::source::{self, ReadError, ReadPlan};
@@ -47,6 +48,7 @@ pub(crate) enum JobEnd {
 pub(crate) async fn run(inner: Arc<Inner>, job: QueuedJob, cancel: CancellationToken) {
     let id = job.import_id;
     let end = execute(&inner, job, &cancel).await;
+    inner.set_export_job(id, None);
     let outcome = match end {
         Ok(JobEnd::Completed) => Some(ImportOutcome::Finished),
         Ok(JobEnd::Cancelled) => Some(ImportOutcome::Cancelled),
@@ -88,6 +90,7 @@ async fn execute(
         connection,
         home_location,
         display_name,
+        export,
     } = job;
     let hub_host = connection.host_name().to_owned();
     let context = Arc::new(history::import_context(id, &hub_host, &display_name));
@@ -111,13 +114,42 @@ async fn execute(
         .await
         .map_err(store_failure)?;
 
-    let plan = ReadPlan {
-        max_readers: inner.config.readers_per_import,
-        queries_per_minute: inner.config.client.queries_per_minute,
-        page_size: inner.config.client.page_size,
+    let (pages, _reader) = if let Some(container) = export {
+        let blob = BlobClient::new(inner.config.blob.clone()).map_err(|e| hub_failure(&e))?;
+        let plan = ExportPlan {
+            import_id: id,
+            reported: hub.total,
+            page_size: inner.config.client.page_size as usize,
+            job_timeout: inner.config.export_job_timeout,
+        };
+        // The reader owns the secrets (connection string, container URL) and cancels the
+        // hub's job if the import ends first.
+        let jobs = Arc::clone(inner);
+        let on_job = Box::new(move |job: &iothub_client::ExportJob| {
+            let state = ExportJobState {
+                status: job.status.as_str(),
+                progress: job.progress,
+            };
+            jobs.set_export_job(id, Some(state));
+        });
+        reader::spawn_export(
+            client,
+            blob,
+            container,
+            plan,
+            (hub_host, home_location),
+            on_job,
+        )
+    } else {
+        let plan = ReadPlan {
+            max_readers: inner.config.readers_per_import,
+            queries_per_minute: inner.config.client.queries_per_minute,
+            page_size: inner.config.client.page_size,
+        };
+        // The reader owns the last copy of the secret; it ends with this function.
+        reader::spawn(client, plan, hub, id, hub_host, home_location)
     };
-    // The reader owns the last copy of the secret; it ends with this function.
-    let (pages, _reader) = reader::spawn(client, plan, hub, id, hub_host, home_location);
+    // Both paths read the whole hub, so both record history and stop what left it.
     let end = writer::write_all(inner, id, tenant_id, &context, &mut seen, pages, cancel).await?;
     if !matches!(end, JobEnd::Completed) {
         return Ok(end);

@@ -3,12 +3,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use iothub_client::{HubClient, Twin};
+use iothub_client::{BlobClient, BlobContainerSas, HubClient, Twin};
 use tokio::sync::mpsc;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::Page;
+use crate::export_source::{self, ExportPlan, OnJob};
 use crate::mapping::{loggable_device_id, map_page, MappedPage};
 use crate::source::{self, HubCount, ReadPlan};
 
@@ -41,9 +42,44 @@ pub(crate) fn spawn(
     home_location: Option<String>,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
-    // Shared by every reader of a partitioned read, so the log bound holds per import.
+    let map = mapper(import_id, hub_host, home_location);
+    let task = tokio::spawn(source::read_all(client, plan, hub, map, pages_tx));
+    (pages_rx, ReaderTask(task))
+}
+
+/// Starts the export path: an export job on the hub, then its blob read from the
+/// customer's container ([`export_source::read_export`]). Dropping the returned task
+/// cancels a job still running on the hub.
+pub(crate) fn spawn_export(
+    client: HubClient,
+    blob: BlobClient,
+    container: BlobContainerSas,
+    plan: ExportPlan,
+    (hub_host, home_location): (String, Option<String>),
+    on_job: OnJob,
+) -> (mpsc::Receiver<Page>, ReaderTask) {
+    let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
+    let map = mapper(plan.import_id, hub_host, home_location);
+    let task = tokio::spawn(export_source::read_export(
+        client,
+        blob,
+        container,
+        plan,
+        (map, on_job),
+        pages_tx,
+    ));
+    (pages_rx, ReaderTask(task))
+}
+
+/// Maps a page of twins to assets, logging refused twins up to a bound per import (shared
+/// by every reader of a partitioned read).
+fn mapper(
+    import_id: Uuid,
+    hub_host: String,
+    home_location: Option<String>,
+) -> impl Fn(&[Twin]) -> MappedPage + Send + Sync + 'static {
     let refused_so_far = AtomicU64::new(0);
-    let map = move |twins: &[Twin]| -> MappedPage {
+    move |twins: &[Twin]| -> MappedPage {
         map_page(
             &hub_host,
             twins,
@@ -58,7 +94,5 @@ pub(crate) fn spawn(
                 }
             },
         )
-    };
-    let task = tokio::spawn(source::read_all(client, plan, hub, map, pages_tx));
-    (pages_rx, ReaderTask(task))
+    }
 }
