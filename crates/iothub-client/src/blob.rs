@@ -56,12 +56,14 @@ pub enum SasUrlError {
     NoSignature,
     #[error("`output_blob_container_uri` must not have a fragment (`#…`)")]
     Fragment,
+    #[error("`output_blob_container_uri` is not shaped like a container SAS URL: a lowercase https://ACCOUNT.blob.… host (ACCOUNT: 3 to 24 lowercase letters and digits), an optional port, one container, then SAS parameters name=value (names of 2 to 5 lowercase letters; values of letters, digits and `%:._-`) with one `sig`, nothing else")]
+    BadShape,
 }
 
 /// A blob container's SAS URL: `https://<account>.blob.<cloud suffix>/<container>?<sas>`.
 /// Wiped from memory when dropped; `Debug` shows the host and container only.
 pub struct BlobContainerSas {
-    /// The whole URL as given (trimmed): what the hub is sent.
+    /// The whole URL as given: what the hub is sent.
     url: Zeroizing<String>,
     host: String,
     port: Option<u16>,
@@ -84,7 +86,6 @@ impl BlobContainerSas {
     /// Checks the shape of a container SAS URL. The host is checked against the outbound
     /// policy separately ([`BlobOptions::check`]), because the operator may allow more hosts.
     pub fn parse(text: &str) -> Result<Self, SasUrlError> {
-        let text = text.trim();
         if text.chars().count() > MAX_SAS_URL_CHARS {
             return Err(SasUrlError::TooLong);
         }
@@ -121,6 +122,7 @@ impl BlobContainerSas {
         if !signed {
             return Err(SasUrlError::NoSignature);
         }
+        check_documented_shape(text)?;
         Ok(Self {
             url: Zeroizing::new(text.to_owned()),
             host,
@@ -155,6 +157,81 @@ impl BlobContainerSas {
             blob,
             self.query.as_str()
         ))
+    }
+}
+
+/// The shape the API documents for `output_blob_container_uri` (its OpenAPI `pattern`),
+/// checked on the raw text before the URL parser normalises it, so nothing the document
+/// calls invalid is accepted: lowercase `https://`, a lowercase host whose first label is a
+/// storage account name, a port of 1 to 65535, one path segment, and a query of `name=value`
+/// pairs with exactly one non-empty `sig`. The URL parser and the outbound policy then check
+/// the rest (container name, host domain, addresses). Written by hand because it is a
+/// dozen lines and the `regex` crate would be a new dependency for one field.
+fn check_documented_shape(text: &str) -> Result<(), SasUrlError> {
+    let rest = text.strip_prefix("https://").ok_or(SasUrlError::BadShape)?;
+    let (authority, rest) = rest.split_once('/').ok_or(SasUrlError::BadShape)?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let lowercase_name = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    // Hosts that are no storage account (other domains, IP literals) pass here and meet
+    // the outbound policy, whose refusal says what is allowed.
+    let labels: Vec<&str> = host.split('.').collect();
+    let host_ok = !host.bytes().any(|b| b.is_ascii_uppercase())
+        && match labels.iter().position(|label| *label == "blob") {
+            Some(1) => (3..=24).contains(&labels[0].len()) && labels[0].bytes().all(lowercase_name),
+            Some(_) => false,
+            None => true,
+        };
+    let port_ok = port.is_none_or(|port| {
+        !port.starts_with('0')
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    let (path, query) = rest.split_once('?').ok_or(SasUrlError::BadShape)?;
+    let path_ok = !path.trim_end_matches('/').contains('/')
+        && path
+            .bytes()
+            .all(|b| lowercase_name(b) || b == b'-' || b == b'/');
+    let mut signatures = 0;
+    // Parameters before and after `sig`: at most 16 each, as the documented pattern says.
+    let mut others = [0usize; 2];
+    let mut query_ok = true;
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            query_ok = false;
+            break;
+        };
+        let name_ok = (2..=5).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase());
+        let value_ok = if name == "sig" {
+            signatures += 1;
+            (1..=200).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'%')
+        } else {
+            others[signatures.min(1)] += 1;
+            (1..=100).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"%:._-".contains(&b))
+        };
+        query_ok &= name_ok && value_ok;
+    }
+    if host_ok
+        && port_ok
+        && path_ok
+        && query_ok
+        && signatures == 1
+        && others.iter().all(|&n| n <= 16)
+    {
+        Ok(())
+    } else if signatures == 0 && host_ok && port_ok && path_ok {
+        Err(SasUrlError::NoSignature)
+    } else {
+        Err(SasUrlError::BadShape)
     }
 }
 
@@ -470,7 +547,7 @@ mod tests {
     #[test]
     fn a_container_sas_url_is_parsed_and_never_shown() {
         let text = url(&format!("exports?sv=2021-08-06&sr=c&sp=rwl&sig={SIG}"));
-        let sas = BlobContainerSas::parse(&format!("  {text}\n")).unwrap();
+        let sas = BlobContainerSas::parse(&text).unwrap();
         assert_eq!(sas.host(), "acct.blob.core.windows.net");
         assert_eq!(sas.container(), "exports");
         assert_eq!(sas.expose_url(), text);
@@ -487,6 +564,38 @@ mod tests {
         }
         // A trailing slash names the same container.
         assert!(BlobContainerSas::parse(&url(&format!("exports/?sig={SIG}"))).is_ok());
+    }
+
+    #[test]
+    fn only_the_documented_shape_is_accepted() {
+        let good = [
+            url(&format!("exports?sv=2021-08-06&sr=c&sp=rwl&sig={SIG}")),
+            format!("https://acct.blob.core.windows.net:10000/exports?sig={SIG}&se=2026-12-01T00%3A00%3A00Z"),
+            format!("https://devstoreaccount1.blob.core.windows.net:65535/c-1?sig={SIG}"),
+        ];
+        for text in good {
+            assert!(BlobContainerSas::parse(&text).is_ok(), "{text}");
+        }
+        let seventeen = "sv=1&".repeat(17);
+        let bad = [
+            format!("  {}", url(&format!("exports?sig={SIG}"))),
+            format!("{}\n", url(&format!("exports?sig={SIG}"))),
+            url(&format!("exports?sig={SIG}&xetd=myDonjlx-p0lx7*")),
+            url(&format!("exports?sig={SIG}&Sv=1")),
+            url(&format!("exports?sig={SIG}&sig={SIG}")),
+            url(&format!("exports?sig={SIG}&sv")),
+            url(&format!("exports?{seventeen}sig={SIG}")),
+            format!("https://ACCT.blob.core.windows.net/exports?sig={SIG}"),
+            format!("HTTPS://acct.blob.core.windows.net/exports?sig={SIG}"),
+            format!("https://ab.blob.core.windows.net/exports?sig={SIG}"),
+            format!("https://acct.blob.core.windows.net:65536/exports?sig={SIG}"),
+            format!("https://acct.blob.core.windows.net:0443/exports?sig={SIG}"),
+        ];
+        // Each is refused (most for their shape; a port past 65535 is no URL at all).
+        for text in bad {
+            let error = BlobContainerSas::parse(&text).expect_err(&text);
+            assert!(!error.to_string().contains(SIG), "{error}");
+        }
     }
 
     #[test]
