@@ -5,6 +5,8 @@
 //! rules: scheduling and limits across engines, exactly-once assets, cancel through
 //! another engine, leases, shutdown and reaping.
 
+mod backends;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,71 +19,9 @@ use iothubgdr_import::{
 use iothubgdr_store::{
     AssetFilter, Import, ImportLimits, ImportStatus, NewApp, PageRequest, Store,
 };
-use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
+use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
 use zeroize::Zeroizing;
-
-async fn sqlite_database() -> Option<TestDatabase> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let open_url = url.clone();
-    Some(TestDatabase::new("sqlite", url, dir, move || {
-        let url = open_url.clone();
-        async move {
-            let store = iothubgdr_store_sqlite::SqliteStore::connect(&url)
-                .await
-                .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
-async fn postgres_database() -> Option<TestDatabase> {
-    let server = postgres_server_url("engine test on PostgreSQL")?;
-    let url = iothubgdr_store_postgres::testing::fresh_database(&server)
-        .await
-        .expect("test database");
-    let open_url = url.clone();
-    Some(TestDatabase::new("postgres", url, (), move || {
-        let url = open_url.clone();
-        async move {
-            let options = iothubgdr_store_postgres::PostgresOptions {
-                pool_size: 4,
-                ..Default::default()
-            };
-            let store = iothubgdr_store_postgres::PostgresStore::connect(&url, options)
-                .await
-                .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
-/// One `#[tokio::test]` per case and backend.
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(db) = super::sqlite_database().await {
-                        super::$case(db).await;
-                    }
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(db) = super::postgres_database().await {
-                        super::$case(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     concurrent_imports_of_one_hub_leave_one_asset_per_device,

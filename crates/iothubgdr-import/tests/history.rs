@@ -2,6 +2,8 @@
 //! read in parallel parts, imported again unchanged (nothing written), then with devices
 //! gone (stopped once the whole hub was read) and back (tracked again).
 
+mod backends;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
 use iothubgdr_store::{
     AssetFilter, EventFilter, Import, ImportBreakdown, ImportStatus, NewApp, Store,
 };
-use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
+use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -19,51 +21,16 @@ use zeroize::Zeroizing;
 const DEVICES: u64 = 6_000;
 const GONE: u64 = 10;
 
-async fn sqlite_database() -> Option<TestDatabase> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let open_url = url.clone();
-    Some(TestDatabase::new("sqlite", url, dir, move || {
-        let url = open_url.clone();
-        async move {
-            let store = iothubgdr_store_sqlite::SqliteStore::connect(&url)
-                .await
-                .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
-async fn postgres_database() -> Option<TestDatabase> {
-    let server = postgres_server_url("history engine test on PostgreSQL")?;
-    let url = iothubgdr_store_postgres::testing::fresh_database(&server)
-        .await
-        .expect("test database");
-    let open_url = url.clone();
-    Some(TestDatabase::new("postgres", url, (), move || {
-        let url = open_url.clone();
-        async move {
-            let store = iothubgdr_store_postgres::PostgresStore::connect(
-                &url,
-                iothubgdr_store_postgres::PostgresOptions::default(),
-            )
-            .await
-            .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_reimports_write_only_what_changed_on_sqlite() {
-    if let Some(db) = sqlite_database().await {
+    if let Some(db) = backends::sqlite_database().await {
         reimports_write_only_what_changed(db).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_reimports_write_only_what_changed_on_postgres() {
-    if let Some(db) = postgres_database().await {
+    if let Some(db) = backends::postgres_database().await {
         reimports_write_only_what_changed(db).await;
     }
 }

@@ -8,6 +8,8 @@
 //! Waits are bounded polls on what the engine publishes (its store rows, its gauges), never
 //! sleeps that guess how long the engine takes: a slow machine only makes them wait longer.
 
+mod backends;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,74 +19,13 @@ use iothubgdr_import::{Engine, EngineConfig, ImportRequest, SubmitError, MSG_RES
 use iothubgdr_store::{
     Admission, AssetFilter, Import, ImportLimits, ImportStatus, NewApp, NewImport, Store,
 };
-use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
+use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 /// How long a poll waits for what a working engine does in well under a second.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn sqlite_database() -> Option<TestDatabase> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let open_url = url.clone();
-    Some(TestDatabase::new("sqlite", url, dir, move || {
-        let url = open_url.clone();
-        async move {
-            let store = iothubgdr_store_sqlite::SqliteStore::connect(&url)
-                .await
-                .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
-async fn postgres_database() -> Option<TestDatabase> {
-    let server = postgres_server_url("housekeeping test on PostgreSQL")?;
-    let url = iothubgdr_store_postgres::testing::fresh_database(&server)
-        .await
-        .expect("test database");
-    let open_url = url.clone();
-    Some(TestDatabase::new("postgres", url, (), move || {
-        let url = open_url.clone();
-        async move {
-            let options = iothubgdr_store_postgres::PostgresOptions {
-                pool_size: 4,
-                ..Default::default()
-            };
-            let store = iothubgdr_store_postgres::PostgresStore::connect(&url, options)
-                .await
-                .expect("store");
-            Arc::new(store) as Arc<dyn Store>
-        }
-    }))
-}
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(db) = super::sqlite_database().await {
-                        super::$case(db).await;
-                    }
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(db) = super::postgres_database().await {
-                        super::$case(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     heartbeats_keep_a_long_import_alive_against_a_reaper_that_is_not_an_engine,
