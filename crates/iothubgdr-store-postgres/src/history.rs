@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::events::{event_from_row, push_event_filter};
-use crate::query::{count_of, into_page, push_page};
+use crate::query::{fetch_count, fetch_page};
 use crate::rows::{asset_from_row, backend, json_col, status_col, to_json_text};
 use crate::PostgresStore;
 
@@ -231,17 +231,7 @@ pub(crate) async fn event_list(
     let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
     query.push_bind(tenant_id);
     push_event_filter(&mut query, filter);
-    push_page(&mut query, page);
-    let rows = query
-        .build()
-        .fetch_all(&store.pool)
-        .await
-        .map_err(backend)?;
-    let items = rows
-        .iter()
-        .map(event_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, page, |event| event.seq))
+    fetch_page(&store.pool, query, page, event_from_row, |event| event.seq).await
 }
 
 pub(crate) async fn event_count(
@@ -252,12 +242,7 @@ pub(crate) async fn event_count(
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
     query.push_bind(tenant_id);
     push_event_filter(&mut query, filter);
-    let row = query
-        .build()
-        .fetch_one(&store.pool)
-        .await
-        .map_err(backend)?;
-    count_of(&row)
+    fetch_count(&store.pool, query).await
 }
 
 pub(crate) async fn write_page(

@@ -17,7 +17,7 @@ pub(crate) fn push_location_filter(
     crate::events::push_attribute_tests(query, "attributes", &filter.attributes);
 }
 
-pub(crate) fn push_page(query: &mut QueryBuilder<'_, Postgres>, page: PageRequest) {
+fn push_page(query: &mut QueryBuilder<'_, Postgres>, page: PageRequest) {
     if let Some(before) = page.before_seq {
         query.push(" AND seq < ");
         query.push_bind(before);
@@ -27,11 +27,7 @@ pub(crate) fn push_page(query: &mut QueryBuilder<'_, Postgres>, page: PageReques
     query.push_bind(i64::from(page.page_size) + 1);
 }
 
-pub(crate) fn into_page<T>(
-    mut items: Vec<T>,
-    page: PageRequest,
-    seq_of: impl Fn(&T) -> i64,
-) -> Page<T> {
+fn into_page<T>(mut items: Vec<T>, page: PageRequest, seq_of: impl Fn(&T) -> i64) -> Page<T> {
     let size = page.page_size as usize;
     if items.len() > size {
         items.truncate(size);
@@ -51,4 +47,28 @@ pub(crate) fn into_page<T>(
 pub(crate) fn count_of(row: &PgRow) -> StoreResult<u64> {
     let count: i64 = row.try_get(0).map_err(backend)?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// One keyset page of a list: `query` is the list's `SELECT … WHERE …` with its filters;
+/// the page's bound, order and limit are added here, the same for every list.
+pub(crate) async fn fetch_page<T>(
+    pool: &sqlx::PgPool,
+    mut query: QueryBuilder<'_, Postgres>,
+    page: PageRequest,
+    from_row: impl Fn(&PgRow) -> StoreResult<T>,
+    seq_of: impl Fn(&T) -> i64,
+) -> StoreResult<Page<T>> {
+    push_page(&mut query, page);
+    let rows = query.build().fetch_all(pool).await.map_err(backend)?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, seq_of))
+}
+
+/// The total of a list: `query` is its `SELECT COUNT(*) … WHERE …` with the list's filters.
+pub(crate) async fn fetch_count(
+    pool: &sqlx::PgPool,
+    mut query: QueryBuilder<'_, Postgres>,
+) -> StoreResult<u64> {
+    let row = query.build().fetch_one(pool).await.map_err(backend)?;
+    count_of(&row)
 }

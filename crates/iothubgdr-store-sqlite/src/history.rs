@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::events::{event_from_row, event_row, insert_events, json_col, push_event_filter};
-use crate::query::{count_of, into_page, push_page};
+use crate::query::{fetch_count, fetch_page};
 use crate::rows::{self, asset_from_row, backend, millis, to_json_text};
 use crate::SqliteStore;
 
@@ -151,17 +151,7 @@ pub(crate) async fn event_list(
     let mut query = QueryBuilder::new("SELECT * FROM events WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_event_filter(&mut query, filter);
-    push_page(&mut query, page);
-    let rows = query
-        .build()
-        .fetch_all(&store.pool)
-        .await
-        .map_err(backend)?;
-    let items = rows
-        .iter()
-        .map(event_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, page, |event| event.seq))
+    fetch_page(&store.pool, query, page, event_from_row, |event| event.seq).await
 }
 
 pub(crate) async fn event_count(
@@ -172,12 +162,7 @@ pub(crate) async fn event_count(
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM events WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_event_filter(&mut query, filter);
-    let row = query
-        .build()
-        .fetch_one(&store.pool)
-        .await
-        .map_err(backend)?;
-    count_of(&row)
+    fetch_count(&store.pool, query).await
 }
 
 /// The page write of an import: reads what is stored for the page's keys, plans every

@@ -1,6 +1,7 @@
 //! Imports: admission, claiming, page writes and their end.
 
-use crate::query::{count_of, into_page, push_page};
+use crate::query::count_of;
+use crate::query::fetch_page;
 use crate::rows;
 use crate::rows::{backend, import_from_row, millis};
 use iothubgdr_store::{
@@ -98,17 +99,10 @@ pub(crate) async fn import_list(
 ) -> StoreResult<Page<Import>> {
     let mut query = QueryBuilder::new("SELECT * FROM imports WHERE deleted = 0 AND tenant_id = ");
     query.push_bind(tenant_id.to_string());
-    push_page(&mut query, page);
-    let rows = query
-        .build()
-        .fetch_all(&store.pool)
-        .await
-        .map_err(backend)?;
-    let items = rows
-        .iter()
-        .map(import_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, page, |import| import.seq))
+    fetch_page(&store.pool, query, page, import_from_row, |import| {
+        import.seq
+    })
+    .await
 }
 
 pub(crate) async fn import_count(store: &SqliteStore, tenant_id: Uuid) -> StoreResult<u64> {

@@ -13,7 +13,7 @@ pub(crate) fn push_location_filter(query: &mut QueryBuilder<'_, Sqlite>, filter:
     crate::events::push_attribute_tests(query, "attributes", &filter.attributes);
 }
 
-pub(crate) fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {
+fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest) {
     if let Some(before) = page.before_seq {
         query.push(" AND seq < ");
         query.push_bind(before);
@@ -23,11 +23,7 @@ pub(crate) fn push_page(query: &mut QueryBuilder<'_, Sqlite>, page: PageRequest)
     query.push_bind(i64::from(page.page_size) + 1);
 }
 
-pub(crate) fn into_page<T>(
-    mut items: Vec<T>,
-    page: PageRequest,
-    seq_of: impl Fn(&T) -> i64,
-) -> Page<T> {
+fn into_page<T>(mut items: Vec<T>, page: PageRequest, seq_of: impl Fn(&T) -> i64) -> Page<T> {
     let size = page.page_size as usize;
     if items.len() > size {
         items.truncate(size);
@@ -47,4 +43,28 @@ pub(crate) fn into_page<T>(
 pub(crate) fn count_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<u64> {
     let count: i64 = row.try_get(0).map_err(backend)?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// One keyset page of a list: `query` is the list's `SELECT … WHERE …` with its filters;
+/// the page's bound, order and limit are added here, the same for every list.
+pub(crate) async fn fetch_page<T>(
+    pool: &sqlx::SqlitePool,
+    mut query: QueryBuilder<'_, Sqlite>,
+    page: PageRequest,
+    from_row: impl Fn(&sqlx::sqlite::SqliteRow) -> StoreResult<T>,
+    seq_of: impl Fn(&T) -> i64,
+) -> StoreResult<Page<T>> {
+    push_page(&mut query, page);
+    let rows = query.build().fetch_all(pool).await.map_err(backend)?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, seq_of))
+}
+
+/// The total of a list: `query` is its `SELECT COUNT(*) … WHERE …` with the list's filters.
+pub(crate) async fn fetch_count(
+    pool: &sqlx::SqlitePool,
+    mut query: QueryBuilder<'_, Sqlite>,
+) -> StoreResult<u64> {
+    let row = query.build().fetch_one(pool).await.map_err(backend)?;
+    count_of(&row)
 }

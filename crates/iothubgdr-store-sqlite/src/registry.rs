@@ -1,7 +1,8 @@
 //! Apps (tenants and their clients), locations and assets: the records the API serves.
 
 use crate::events::push_asset_filter;
-use crate::query::{count_of, into_page, push_location_filter, push_page};
+use crate::query::push_location_filter;
+use crate::query::{fetch_count, fetch_page};
 use crate::rows;
 use crate::rows::{asset_from_row, backend, location_from_row, millis, to_json_text};
 use iothubgdr_store::{
@@ -139,17 +140,10 @@ pub(crate) async fn location_list(
     let mut query = QueryBuilder::new("SELECT * FROM locations WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_location_filter(&mut query, filter);
-    push_page(&mut query, page);
-    let rows = query
-        .build()
-        .fetch_all(&store.pool)
-        .await
-        .map_err(backend)?;
-    let items = rows
-        .iter()
-        .map(location_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, page, |location| location.seq))
+    fetch_page(&store.pool, query, page, location_from_row, |location| {
+        location.seq
+    })
+    .await
 }
 
 pub(crate) async fn location_count(
@@ -160,12 +154,7 @@ pub(crate) async fn location_count(
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM locations WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_location_filter(&mut query, filter);
-    let row = query
-        .build()
-        .fetch_one(&store.pool)
-        .await
-        .map_err(backend)?;
-    count_of(&row)
+    fetch_count(&store.pool, query).await
 }
 
 pub(crate) async fn asset_get(
@@ -191,17 +180,7 @@ pub(crate) async fn asset_list(
     let mut query = QueryBuilder::new("SELECT * FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_asset_filter(&mut query, filter);
-    push_page(&mut query, page);
-    let rows = query
-        .build()
-        .fetch_all(&store.pool)
-        .await
-        .map_err(backend)?;
-    let items = rows
-        .iter()
-        .map(asset_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(into_page(items, page, |asset| asset.seq))
+    fetch_page(&store.pool, query, page, asset_from_row, |asset| asset.seq).await
 }
 
 pub(crate) async fn asset_count(
@@ -212,10 +191,5 @@ pub(crate) async fn asset_count(
     let mut query = QueryBuilder::new("SELECT COUNT(*) FROM assets WHERE tenant_id = ");
     query.push_bind(tenant_id.to_string());
     push_asset_filter(&mut query, filter);
-    let row = query
-        .build()
-        .fetch_one(&store.pool)
-        .await
-        .map_err(backend)?;
-    count_of(&row)
+    fetch_count(&store.pool, query).await
 }
