@@ -253,12 +253,12 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
             attributes.insert(format!("iothub_tag_{name}"), Value::String(text));
         }
     }
-    AssetUpsert {
-        source_key: source_key(hub_host, &twin.device_id),
-        behaviours: BEHAVIOURS.iter().map(|b| (*b).to_owned()).collect(),
+    AssetUpsert::new(
+        source_key(hub_host, &twin.device_id),
+        BEHAVIOURS.iter().map(|b| (*b).to_owned()).collect(),
         attributes,
-        observation: observation(twin),
-    }
+        observation(twin),
+    )
 }
 
 /// The volatile facts of a twin, for the events of this import, and its incarnation.
@@ -310,7 +310,7 @@ mod tests {
             asset.source_key,
             "iothub/hub.azure-devices.net/devices/pump-7"
         );
-        let a = &asset.attributes;
+        let a = asset.attributes();
         assert_eq!(a["arc_display_name"], "pump-7");
         assert_eq!(a["arc_display_type"], DISPLAY_TYPE_EDGE);
         assert_eq!(a["arc_home_location_identity"], "locations/abc");
@@ -427,8 +427,10 @@ mod tests {
     fn leaf_device_without_optional_facts() {
         let t = twin(serde_json::json!({"deviceId": "d1", "unknownField": 1}));
         let asset = device_asset("h.azure-devices.net", &t, None);
-        assert_eq!(asset.attributes["arc_display_type"], DISPLAY_TYPE_LEAF);
-        assert!(!asset.attributes.contains_key("arc_home_location_identity"));
-        assert!(!asset.attributes.contains_key("iothub_status"));
+        assert_eq!(asset.attributes()["arc_display_type"], DISPLAY_TYPE_LEAF);
+        assert!(!asset
+            .attributes()
+            .contains_key("arc_home_location_identity"));
+        assert!(!asset.attributes().contains_key("iothub_status"));
     }
 }

@@ -30,12 +30,12 @@ pub fn device(n: usize, colour: &str) -> AssetUpsert {
     let mut attributes = serde_json::Map::new();
     attributes.insert("arc_display_name".into(), json!(format!("device-{n}")));
     attributes.insert("colour".into(), json!(colour));
-    AssetUpsert {
-        source_key: format!("hub.example/device-{n}"),
-        behaviours: vec!["RecordEvidence".into()],
+    AssetUpsert::new(
+        format!("hub.example/device-{n}"),
+        vec!["RecordEvidence".into()],
         attributes,
-        observation: Observation::default(),
-    }
+        Observation::default(),
+    )
 }
 
 /// The context of an import's events in cases that do not look at them.

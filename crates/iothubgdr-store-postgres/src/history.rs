@@ -13,9 +13,9 @@
 
 use std::collections::HashMap;
 
-use iothubgdr_store::history::{
-    apply_event, plan_page, stop_tracking_event, StoredAsset, BEHAVIOUR_ASSET_CREATOR,
-    OPERATION_NEW_ASSET,
+use iothubgdr_store::history::{apply_event, BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET};
+use iothubgdr_store::plan::{
+    plan_page, stop_tracking_event, EncodedEvent, StoredAsset, StoredAttributes,
 };
 use iothubgdr_store::{
     distinct_sorted, Asset, AssetUpsert, Attributes, Event, EventFilter, EventWrite,
@@ -50,25 +50,17 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    fn push(&mut self, asset_id: Uuid, event: &NewEvent) -> StoreResult<()> {
-        self.ids.push(Uuid::now_v7());
-        self.asset_ids.push(asset_id);
-        self.behaviours.push(event.behaviour.clone());
-        self.operations.push(event.operation.clone());
-        self.event_attributes
-            .push(to_json_text(&event.event_attributes)?);
+    fn push(&mut self, event: EncodedEvent<'_>) {
+        self.ids.push(event.id);
+        self.asset_ids.push(event.asset_id);
+        self.behaviours.push(event.behaviour.to_owned());
+        self.operations.push(event.operation.to_owned());
+        self.event_attributes.push(event.event_attributes);
         self.asset_attributes
-            .push(to_json_text(&event.asset_attributes)?);
+            .push(event.asset_attributes.into_owned());
         self.declared.push(event.timestamp_declared);
-        self.principal_declared.push(to_json_text(
-            event
-                .principal_declared
-                .as_ref()
-                .unwrap_or(&event.principal_accepted),
-        )?);
-        self.principal_accepted
-            .push(to_json_text(&event.principal_accepted)?);
-        Ok(())
+        self.principal_declared.push(event.principal_declared);
+        self.principal_accepted.push(event.principal_accepted);
     }
 
     /// Binds the nine arrays, in the order of [`INSERT_EVENTS`]'s `UNNEST`.
@@ -87,6 +79,10 @@ impl EventColumns {
             .bind(&self.principal_declared)
             .bind(&self.principal_accepted)
     }
+}
+
+fn encoding(err: serde_json::Error) -> StoreError {
+    StoreError::backend(format!("cannot encode JSON: {err}"))
 }
 
 /// Inserts the events bound at `$E+0..$E+8` (see [`EventColumns::bind_to`]); `{tenant}`
@@ -128,7 +124,7 @@ pub(crate) async fn asset_create(
     let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
     event.asset_attributes = new.attributes;
     let mut events = EventColumns::default();
-    events.push(id, &event)?;
+    events.push(EncodedEvent::new(id, &event).map_err(encoding)?);
     let mut tx = store.pool.begin().await.map_err(backend)?;
     let row = sqlx::query(
         "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
@@ -183,7 +179,7 @@ pub(crate) async fn event_create(
         return Ok(EventWrite::Refused(refused));
     }
     let mut events = EventColumns::default();
-    events.push(asset_id, &new)?;
+    events.push(EncodedEvent::new(asset_id, &new).map_err(encoding)?);
     let sql = format!("{} RETURNING *", insert_events_sql(1, 2));
     let row = events
         .bind_to(sqlx::query(&sql).bind(tenant_id))
@@ -273,7 +269,7 @@ pub(crate) async fn write_page(
             row.try_get::<String, _>("source_key").map_err(backend)?,
             StoredAsset {
                 id: asset_id,
-                attributes: json_col(row, "attributes")?,
+                attributes: StoredAttributes::Decoded(json_col(row, "attributes")?),
                 tracked: row.try_get("tracked").map_err(backend)?,
                 incarnation: Incarnation {
                     generation: row.try_get("source_generation").map_err(backend)?,
@@ -282,7 +278,7 @@ pub(crate) async fn write_page(
             },
         );
     }
-    let plan = plan_page(&assets, &stored, context);
+    let plan = plan_page(&assets, &stored, context).map_err(encoding)?;
     let b = &plan.breakdown;
     if plan.inserts.is_empty() && plan.updates.is_empty() {
         // Nothing changed: only the counts, in one statement (an unchanged hub's re-import
@@ -325,7 +321,7 @@ pub(crate) async fn write_page(
         new_ids.push(insert.id);
         new_keys.push(insert.upsert.source_key.as_str());
         new_behaviours.push(to_json_text(&insert.upsert.behaviours)?);
-        new_attributes.push(to_json_text(&insert.upsert.attributes)?);
+        new_attributes.push(insert.upsert.attributes_json());
         let incarnation = &insert.upsert.observation.incarnation;
         new_generations.push(incarnation.generation.clone());
         new_versions.push(incarnation.version);
@@ -347,8 +343,8 @@ pub(crate) async fn write_page(
         upd_versions.push(incarnation.version);
     }
     let mut events = EventColumns::default();
-    for (asset_id, event) in plan.events() {
-        events.push(asset_id, event)?;
+    for event in plan.encode_events(context).map_err(encoding)? {
+        events.push(event);
     }
 
     // The assets and events first, in one statement, written only while the import is in
@@ -493,7 +489,7 @@ pub(crate) async fn stop_tracking(
     let event = stop_tracking_event(context);
     let mut events = EventColumns::default();
     for asset_id in &stopped {
-        events.push(*asset_id, &event)?;
+        events.push(EncodedEvent::new(*asset_id, &event).map_err(encoding)?);
     }
     let sql = insert_events_sql(1, 2);
     events
@@ -519,6 +515,25 @@ pub(crate) async fn stop_tracking(
         number_assets_imported: u64::try_from(number).unwrap_or(0),
         breakdown,
     })
+}
+
+pub(crate) async fn tracked_count_by_source(
+    store: &PostgresStore,
+    tenant_id: Uuid,
+    prefix: &str,
+) -> StoreResult<u64> {
+    let upper = format!("{prefix}\u{10FFFF}");
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM assets WHERE tenant_id = $1 AND tracked \
+         AND (source_key COLLATE \"C\") >= $2 AND (source_key COLLATE \"C\") < $3",
+    )
+    .bind(tenant_id)
+    .bind(prefix)
+    .bind(upper)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 pub(crate) async fn tracked_by_source(

@@ -346,6 +346,14 @@ impl Store for PostgresStore {
         history::tracked_by_source(self, tenant_id, prefix, after, limit).await
     }
 
+    async fn assets_tracked_count_by_source(
+        &self,
+        tenant_id: Uuid,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        history::tracked_count_by_source(self, tenant_id, prefix).await
+    }
+
     async fn import_stop_tracking(
         &self,
         id: Uuid,

@@ -55,12 +55,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     attributes.insert("arc_display_name".into(), json!(format!("device-{device}")));
                     attributes.insert("iothub_device_id".into(), json!(format!("device-{device}")));
                     attributes.insert("round".into(), json!(round));
-                    AssetUpsert {
-                        source_key: format!("bench.azure-devices.net/device-{device}"),
-                        behaviours: vec!["RecordEvidence".into()],
+                    AssetUpsert::new(
+                        format!("bench.azure-devices.net/device-{device}"),
+                        vec!["RecordEvidence".into()],
                         attributes,
-                        observation: Default::default(),
-                    }
+                        Default::default(),
+                    )
                 })
                 .collect();
             store

@@ -3,8 +3,9 @@
 //! by `iothubgdr_store::history`, shared by every backend.
 
 use iothubgdr_store::history::apply_event;
+use iothubgdr_store::plan::EncodedEvent;
 use iothubgdr_store::{
-    Asset, AssetFilter, AttributeFilter, AttributeTest, Attributes, Event, EventFilter, NewEvent,
+    Asset, AssetFilter, AttributeFilter, AttributeTest, Attributes, Event, EventFilter,
     PrincipalFilter, StoreError, StoreResult,
 };
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::rows::{asset_from_row, backend, from_millis, millis, to_json_text, uuid_col};
+use crate::rows::{asset_from_row, backend, from_millis, millis, uuid_col};
 
 /// Rows per multi-row statement: an event binds 11 values, far below SQLite's limit of
 /// 32766 bound variables.
@@ -42,42 +43,10 @@ pub(crate) fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
     })
 }
 
-/// An event ready to insert: its asset and its JSON already encoded.
-pub(crate) struct EventRow {
-    pub(crate) id: Uuid,
-    asset_id: String,
-    behaviour: String,
-    operation: String,
-    event_attributes: String,
-    asset_attributes: String,
-    declared: i64,
-    principal_declared: String,
-    principal_accepted: String,
-}
-
-pub(crate) fn event_row(asset_id: Uuid, event: &NewEvent, now: i64) -> StoreResult<EventRow> {
-    Ok(EventRow {
-        id: Uuid::now_v7(),
-        asset_id: asset_id.to_string(),
-        behaviour: event.behaviour.clone(),
-        operation: event.operation.clone(),
-        event_attributes: to_json_text(&event.event_attributes)?,
-        asset_attributes: to_json_text(&event.asset_attributes)?,
-        declared: event.timestamp_declared.map_or(now, millis),
-        principal_declared: to_json_text(
-            event
-                .principal_declared
-                .as_ref()
-                .unwrap_or(&event.principal_accepted),
-        )?,
-        principal_accepted: to_json_text(&event.principal_accepted)?,
-    })
-}
-
 pub(crate) async fn insert_events(
     conn: &mut SqliteConnection,
     tenant_id: Uuid,
-    events: &[EventRow],
+    events: &[EncodedEvent<'_>],
     now: i64,
 ) -> StoreResult<()> {
     let tenant = tenant_id.to_string();
@@ -89,13 +58,13 @@ pub(crate) async fn insert_events(
         );
         query.push_values(chunk, |mut row, event| {
             row.push_bind(event.id.to_string())
-                .push_bind(event.asset_id.as_str())
+                .push_bind(event.asset_id.to_string())
                 .push_bind(tenant.as_str())
-                .push_bind(event.behaviour.as_str())
-                .push_bind(event.operation.as_str())
+                .push_bind(event.behaviour)
+                .push_bind(event.operation)
                 .push_bind(event.event_attributes.as_str())
-                .push_bind(event.asset_attributes.as_str())
-                .push_bind(event.declared)
+                .push_bind(event.asset_attributes.as_ref())
+                .push_bind(event.timestamp_declared.map_or(now, millis))
                 .push_bind(now)
                 .push_bind(event.principal_declared.as_str())
                 .push_bind(event.principal_accepted.as_str());

@@ -9,20 +9,20 @@
 
 use std::collections::HashMap;
 
-use iothubgdr_store::history::{
-    apply_event, plan_page, stop_tracking_event, StoredAsset, BEHAVIOUR_ASSET_CREATOR,
-    OPERATION_NEW_ASSET,
+use iothubgdr_store::history::{apply_event, BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET};
+use iothubgdr_store::plan::{
+    plan_page, stop_tracking_event, EncodedEvent, StoredAsset, StoredAttributes,
 };
 use iothubgdr_store::{
     distinct_sorted, Asset, AssetUpsert, Attributes, Event, EventFilter, EventWrite,
     ImportBreakdown, ImportContext, ImportStatus, Incarnation, NewAsset, NewEvent, Page,
-    PageRequest, PageWrite, StoreResult,
+    PageRequest, PageWrite, StoreError, StoreResult,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::events::{event_from_row, event_row, insert_events, json_col, push_event_filter};
+use crate::events::{event_from_row, insert_events, json_col, push_event_filter};
 use crate::query::{fetch_count, fetch_page};
 use crate::rows::{self, asset_from_row, backend, millis, to_json_text};
 use crate::SqliteStore;
@@ -45,7 +45,7 @@ pub(crate) async fn asset_create(
     let attributes = to_json_text(&new.attributes)?;
     let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
     event.asset_attributes = new.attributes;
-    let event = event_row(id, &event, now)?;
+    let event = EncodedEvent::new(id, &event).map_err(encoding)?;
     let mut tx = store.begin_write().await?;
     let row = sqlx::query(
         "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
@@ -95,7 +95,7 @@ pub(crate) async fn event_create(
         return Ok(EventWrite::Refused(refused));
     }
     let now = millis(OffsetDateTime::now_utc());
-    let event = event_row(asset_id, &new, now)?;
+    let event = EncodedEvent::new(asset_id, &new).map_err(encoding)?;
     let event_id = event.id;
     insert_events(&mut tx, tenant_id, &[event], now).await?;
     sqlx::query("UPDATE assets SET attributes = ?, tracked = ?, at_time = ? WHERE id = ?")
@@ -165,8 +165,14 @@ pub(crate) async fn event_count(
     fetch_count(&store.pool, query).await
 }
 
-/// The page write of an import: reads what is stored for the page's keys, plans every
-/// upsert with the shared rules, and writes only what changed.
+/// The page write of an import. What is stored for the page's keys is read, and the page
+/// planned and encoded, before the write lock is taken (in WAL mode a reader never waits
+/// for the writer), so the next page is read while this one is written and the lock is
+/// held only for the writes. They check that nothing moved since the read: an insert
+/// must not meet an existing key, an update must find the row as it was read. When
+/// another import of the same hub got there first, the transaction rolls back and answers
+/// [`StoreError::Retryable`], and the writer plans again from the new state. An unchanged
+/// device costs one indexed read and no write.
 pub(crate) async fn write_page(
     store: &SqliteStore,
     id: Uuid,
@@ -177,10 +183,42 @@ pub(crate) async fn write_page(
     let assets = distinct_sorted(assets);
     let added = u64::try_from(assets.len()).unwrap_or(u64::MAX);
     let tenant = tenant_id.to_string();
+    let stored = {
+        let mut conn = store.pool.acquire().await.map_err(backend)?;
+        stored_assets(&mut conn, &tenant, &assets).await?
+    };
+    let plan = plan_page(&assets, &stored, context).map_err(stored_json)?;
+    let events = plan.encode_events(context).map_err(encoding)?;
+    let mut inserts = Vec::with_capacity(plan.inserts.len());
+    for insert in &plan.inserts {
+        inserts.push((
+            insert.id.to_string(),
+            insert.upsert.source_key.as_str(),
+            to_json_text(&insert.upsert.behaviours)?,
+            insert.upsert.attributes_json(),
+            &insert.upsert.observation.incarnation,
+        ));
+    }
+    let mut updates = Vec::with_capacity(plan.updates.len());
+    for update in &plan.updates {
+        // `plan_page` plans an update only for a key it was given as stored.
+        let Some(read) = stored.get(&update.upsert.source_key) else {
+            continue;
+        };
+        let StoredAttributes::Json(read_attributes) = &read.attributes else {
+            continue;
+        };
+        updates.push((
+            update,
+            to_json_text(&update.upsert.behaviours)?,
+            to_json_text(&update.attributes)?,
+            read,
+            read_attributes.as_str(),
+        ));
+    }
+
     let mut tx = store.begin_write().await?;
     let now = millis(OffsetDateTime::now_utc());
-    let stored = stored_assets(&mut tx, &tenant, &assets).await?;
-    let plan = plan_page(&assets, &stored, context);
     let number_assets_imported =
         match bump_import(&mut tx, id, tenant_id, added, &plan.breakdown).await? {
             Ok(total) => total,
@@ -189,29 +227,19 @@ pub(crate) async fn write_page(
                 return Ok(PageWrite::Stopped(status));
             }
         };
-    for chunk in plan.inserts.chunks(CHUNK) {
-        let mut rows_to_insert = Vec::with_capacity(chunk.len());
-        for insert in chunk {
-            rows_to_insert.push((
-                insert.id.to_string(),
-                insert.upsert.source_key.as_str(),
-                to_json_text(&insert.upsert.behaviours)?,
-                to_json_text(&insert.upsert.attributes)?,
-                &insert.upsert.observation.incarnation,
-            ));
-        }
+    for chunk in inserts.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, \
              source_generation, source_version, at_time, created_at) ",
         );
         query.push_values(
-            &rows_to_insert,
+            chunk,
             |mut row, (asset_id, key, behaviours, attributes, incarnation)| {
                 row.push_bind(asset_id.as_str())
                     .push_bind(tenant.as_str())
                     .push_bind(*key)
                     .push_bind(behaviours.as_str())
-                    .push_bind(attributes.as_str())
+                    .push_bind(*attributes)
                     .push_bind(1_i64)
                     .push_bind(incarnation.generation.as_deref())
                     .push_bind(incarnation.version)
@@ -219,34 +247,59 @@ pub(crate) async fn write_page(
                     .push_bind(now);
             },
         );
-        query.build().execute(&mut *tx).await.map_err(backend)?;
+        if let Err(err) = query.build().execute(&mut *tx).await {
+            tx.rollback().await.map_err(backend)?;
+            return Err(moved_or_backend(err));
+        }
     }
-    for update in &plan.updates {
+    for (update, behaviours, attributes, read, read_attributes) in &updates {
         let incarnation = &update.upsert.observation.incarnation;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE assets SET behaviours = ?, attributes = ?, tracked = 1, \
-             source_generation = ?, source_version = ?, at_time = ? WHERE id = ?",
+             source_generation = ?, source_version = ?, at_time = ? \
+             WHERE id = ? AND attributes = ? AND tracked = ? \
+             AND source_generation IS ? AND source_version IS ?",
         )
-        .bind(to_json_text(&update.upsert.behaviours)?)
-        .bind(to_json_text(&update.attributes)?)
+        .bind(behaviours.as_str())
+        .bind(attributes.as_str())
         .bind(incarnation.generation.as_deref())
         .bind(incarnation.version)
         .bind(now)
         .bind(update.id.to_string())
+        .bind(*read_attributes)
+        .bind(i64::from(read.tracked))
+        .bind(read.incarnation.generation.as_deref())
+        .bind(read.incarnation.version)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await.map_err(backend)?;
+            return Err(moved());
+        }
     }
-    let events = plan
-        .events()
-        .map(|(asset_id, event)| event_row(asset_id, event, now))
-        .collect::<StoreResult<Vec<_>>>()?;
     insert_events(&mut tx, tenant_id, &events, now).await?;
     tx.commit().await.map_err(backend)?;
     Ok(PageWrite::Written {
         number_assets_imported,
         breakdown: plan.breakdown,
     })
+}
+
+/// Another writer changed the page's assets between its read and its write.
+fn moved() -> StoreError {
+    StoreError::Retryable {
+        context: "another import wrote the same assets meanwhile".into(),
+        source: Box::new(std::io::Error::other("the page's plan is out of date")),
+    }
+}
+
+fn moved_or_backend(err: sqlx::Error) -> StoreError {
+    if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) {
+        moved()
+    } else {
+        backend(err)
+    }
 }
 
 /// `StopTracking` for the given assets that are still tracked.
@@ -289,14 +342,34 @@ pub(crate) async fn stop_tracking(
     let event = stop_tracking_event(context);
     let rows = stopped
         .iter()
-        .map(|asset_id| event_row(*asset_id, &event, now))
-        .collect::<StoreResult<Vec<_>>>()?;
+        .map(|asset_id| EncodedEvent::new(*asset_id, &event))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(encoding)?;
     insert_events(&mut tx, tenant_id, &rows, now).await?;
     tx.commit().await.map_err(backend)?;
     Ok(PageWrite::Written {
         number_assets_imported,
         breakdown,
     })
+}
+
+pub(crate) async fn tracked_count_by_source(
+    store: &SqliteStore,
+    tenant_id: Uuid,
+    prefix: &str,
+) -> StoreResult<u64> {
+    let upper = format!("{prefix}\u{10FFFF}");
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM assets WHERE tenant_id = ? AND tracked = 1 \
+         AND source_key >= ? AND source_key < ?",
+    )
+    .bind(tenant_id.to_string())
+    .bind(prefix)
+    .bind(upper)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// `(id, source_key)` of tracked assets under a key prefix, in key order.
@@ -333,7 +406,16 @@ pub(crate) async fn tracked_by_source(
         .collect()
 }
 
-/// What is stored for the page's keys, by key.
+fn encoding(err: serde_json::Error) -> StoreError {
+    StoreError::backend(format!("cannot encode JSON: {err}"))
+}
+
+fn stored_json(err: serde_json::Error) -> StoreError {
+    StoreError::backend(format!("bad JSON in column attributes: {err}"))
+}
+
+/// What is stored for the page's keys, by key. The attributes stay text: the plan decodes
+/// only those that are not the upsert's own.
 async fn stored_assets(
     conn: &mut SqliteConnection,
     tenant: &str,
@@ -358,7 +440,7 @@ async fn stored_assets(
                 key,
                 StoredAsset {
                     id: rows::uuid_col(&row, "id")?,
-                    attributes: json_col(&row, "attributes")?,
+                    attributes: StoredAttributes::Json(row.try_get("attributes").map_err(backend)?),
                     tracked: row.try_get::<i64, _>("tracked").map_err(backend)? != 0,
                     incarnation: Incarnation {
                         generation: row.try_get("source_generation").map_err(backend)?,

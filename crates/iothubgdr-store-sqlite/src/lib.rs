@@ -6,6 +6,7 @@
 //! front and waits (`busy_timeout`) instead of failing when it would have to upgrade a read
 //! lock. Queries are runtime-checked (`sqlx::query`) because no database exists at build time.
 
+mod checkpoint;
 mod events;
 mod files;
 mod history;
@@ -17,6 +18,7 @@ mod rows;
 mod workers;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,10 +29,12 @@ use iothubgdr_store::{
     StoreResult, StoredSigningKey,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
+use checkpoint::Checkpoints;
 use files::{create_parent_dir, file_identity, restrict_database_files, OpenedFile};
 use rows::{backend, import_from_row};
 
@@ -46,6 +50,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Held for the whole of each write transaction of this process (`begin_write`).
+    write_turn: Arc<Mutex<()>>,
+    checkpoints: Arc<Checkpoints>,
     /// The file the pool opened; `None` for an in-memory database.
     file: Option<OpenedFile>,
 }
@@ -63,7 +70,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // 16 MiB of page cache a connection (SQLite's default is 2 MiB): an import's
+            // inserts land all over the key index, and a miss is a read from the file.
+            .pragma("cache_size", "-16384")
+            .pragma("wal_autocheckpoint", checkpoint::AUTOCHECKPOINT_PAGES);
         let path = options.get_filename().to_path_buf();
         create_parent_dir(&path)?;
         let pool = SqlitePoolOptions::new()
@@ -82,7 +93,12 @@ impl SqliteStore {
         let file = file_identity(&path)
             .ok()
             .map(|identity| OpenedFile { path, identity });
-        Ok(Self { pool, file })
+        Ok(Self {
+            checkpoints: Checkpoints::start(pool.clone()),
+            pool,
+            write_turn: Arc::new(Mutex::new(())),
+            file,
+        })
     }
 
     /// The underlying pool, for tests and tools that need raw access.
@@ -90,11 +106,23 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
-        self.pool
+    /// A write transaction. Writers of this process take turns on an async mutex before
+    /// `BEGIN IMMEDIATE`: SQLite lets one writer in at a time, and a writer that finds the
+    /// lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between
+    /// tries, so two page writes of one import would lose most of that to sleeping.
+    /// Other processes on the file (the CLI) still meet `busy_timeout`.
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let turn = Arc::clone(&self.write_turn).lock_owned().await;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        Ok(WriteTx {
+            tx,
+            checkpoints: Arc::clone(&self.checkpoints),
+            _turn: turn,
+        })
     }
 
     async fn import_by_id(&self, id: Uuid) -> StoreResult<Option<Import>> {
@@ -104,6 +132,40 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         row.as_ref().map(import_from_row).transpose()
+    }
+}
+
+/// A write transaction holding this process's write turn until it commits, rolls back or
+/// is dropped. It derefs to the connection, like `sqlx::Transaction`.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    checkpoints: Arc<Checkpoints>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.checkpoints.wrote();
+        Ok(())
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
     }
 }
 
@@ -122,6 +184,12 @@ fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreEr
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Two: while one page is written, the next one's stored state is read and planned
+    /// (`history::write_page`); the writes themselves take turns.
+    fn concurrent_page_writes(&self) -> usize {
+        2
+    }
+
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
@@ -332,6 +400,14 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(Uuid, String)>> {
         history::tracked_by_source(self, tenant_id, prefix, after, limit).await
+    }
+
+    async fn assets_tracked_count_by_source(
+        &self,
+        tenant_id: Uuid,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        history::tracked_count_by_source(self, tenant_id, prefix).await
     }
 
     async fn import_stop_tracking(

@@ -11,6 +11,8 @@
 
 pub mod filter;
 pub mod history;
+pub mod plan;
+mod upsert;
 
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ pub use filter::{
 pub use history::{
     Event, EventRefused, EventWrite, ImportBreakdown, Incarnation, NewEvent, Observation, Principal,
 };
+pub use upsert::{distinct_sorted, AssetUpsert, ImportContext};
 
 /// A token signing key kept in the database. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq)]
@@ -189,28 +192,6 @@ pub struct NewAsset {
     pub behaviours: Vec<String>,
     pub attributes: Attributes,
     /// Who created it: the principal of its `NewAsset` event.
-    pub principal: Principal,
-}
-
-/// An asset written by an import. `source_key` is the natural key of the thing it stands
-/// for (for a device: hub host and device id); one tenant has at most one asset per key,
-/// so a second import of the same hub updates instead of duplicating, even when two imports
-/// of the same hub run at once.
-#[derive(Debug, Clone)]
-pub struct AssetUpsert {
-    pub source_key: String,
-    pub behaviours: Vec<String>,
-    /// The descriptive facts: a difference from the stored ones is recorded as an event.
-    pub attributes: Attributes,
-    /// What rides on events without causing one, and the thing's incarnation.
-    pub observation: Observation,
-}
-
-/// What every event an import records carries: its identity and hub in
-/// `event_attributes`, and the principal that accepted it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImportContext {
-    pub event_attributes: Attributes,
     pub principal: Principal,
 }
 
@@ -498,7 +479,7 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `refused` to the import's `number_devices_refused` (twins over IoT Hub's limits,
     /// counted and not copied).
     async fn import_add_refused(&self, id: Uuid, refused: u64) -> StoreResult<()>;
-    /// Writes a page of assets (by `(tenant, source_key)`) as [`history::plan_page`]
+    /// Writes a page of assets (by `(tenant, source_key)`) as [`plan::plan_page`]
     /// decides: new ones with their `NewAsset` event, changed ones with the events that say
     /// what changed, unchanged ones not at all. Adds the number of distinct keys to
     /// `number_assets_imported` and the plan's breakdown to the import's, in one
@@ -526,7 +507,15 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<(Uuid, String)>>;
-    /// Records [`history::stop_tracking_event`] on each of `asset_ids` that is still
+    /// How many tracked assets have a `source_key` that starts with `prefix`: an import
+    /// that wrote as many distinct keys of its hub has nothing left to stop, without
+    /// reading them all.
+    async fn assets_tracked_count_by_source(
+        &self,
+        tenant_id: Uuid,
+        prefix: &str,
+    ) -> StoreResult<u64>;
+    /// Records [`plan::stop_tracking_event`] on each of `asset_ids` that is still
     /// tracked and adds them to the import's stopped count, in one transaction, only while
     /// the import is in progress.
     async fn import_stop_tracking(
@@ -561,47 +550,9 @@ pub trait Store: Send + Sync + 'static {
     async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64>;
 }
 
-/// The page a backend writes for [`Store::import_write_page`]: one entry per `source_key`
-/// (the last occurrence wins), in ascending key order. Shared so every backend keeps the
-/// same input contract.
-pub fn distinct_sorted(assets: &[AssetUpsert]) -> Vec<&AssetUpsert> {
-    let mut by_key: std::collections::BTreeMap<&str, &AssetUpsert> =
-        std::collections::BTreeMap::new();
-    for asset in assets {
-        by_key.insert(asset.source_key.as_str(), asset);
-    }
-    by_key.into_values().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn upsert(key: &str, n: i64) -> AssetUpsert {
-        let mut attributes = Attributes::new();
-        attributes.insert("n".into(), n.into());
-        AssetUpsert {
-            source_key: key.into(),
-            behaviours: vec![],
-            attributes,
-            observation: Observation::default(),
-        }
-    }
-
-    #[test]
-    fn a_page_is_deduplicated_last_wins_and_sorted() {
-        let page = [
-            upsert("b", 1),
-            upsert("a", 2),
-            upsert("b", 3),
-            upsert("c", 4),
-        ];
-        let written: Vec<(&str, i64)> = distinct_sorted(&page)
-            .into_iter()
-            .map(|a| (a.source_key.as_str(), a.attributes["n"].as_i64().unwrap()))
-            .collect();
-        assert_eq!(written, [("a", 2), ("b", 3), ("c", 4)]);
-    }
 
     #[test]
     fn detail_names_every_source() {

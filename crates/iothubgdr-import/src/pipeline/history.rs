@@ -44,9 +44,14 @@ pub(crate) fn import_context(import_id: Uuid, hub_host: &str, display_name: &str
 /// keys the hash per import, so no hub can choose device ids that collide; by chance, two of
 /// a million keys share a hash with probability ~3e-8, and the cost is one device not
 /// stopped until a later import.
+///
+/// It also counts the distinct keys the import wrote: when the hub's tracked assets number
+/// exactly that many, none of them can be unseen, and the stop pass reads nothing. A
+/// collision only lowers the count, which makes the pass read them all, as without it.
 pub(crate) struct SeenDevices {
     hasher: RandomState,
     hashes: HashSet<u64>,
+    written: u64,
 }
 
 impl SeenDevices {
@@ -54,10 +59,19 @@ impl SeenDevices {
         Self {
             hasher: RandomState::new(),
             hashes: HashSet::new(),
+            written: 0,
         }
     }
 
-    pub(crate) fn insert(&mut self, source_key: &str) {
+    /// A device whose asset the import writes.
+    pub(crate) fn insert_written(&mut self, source_key: &str) {
+        if self.hashes.insert(self.hasher.hash_one(source_key)) {
+            self.written += 1;
+        }
+    }
+
+    /// A device in the hub whose twin the import refused: it did not leave.
+    pub(crate) fn insert_refused(&mut self, source_key: &str) {
         self.hashes.insert(self.hasher.hash_one(source_key));
     }
 
@@ -77,6 +91,15 @@ pub(crate) async fn stop_unseen(
     prefix: &str,
     seen: &SeenDevices,
 ) -> Result<Option<ImportStatus>, StoreError> {
+    // Every key written is tracked now (created, changed or unchanged while tracked), so
+    // as many tracked assets as keys written means none is unseen.
+    if store
+        .assets_tracked_count_by_source(tenant_id, prefix)
+        .await?
+        == seen.written
+    {
+        return Ok(None);
+    }
     let mut after: Option<String> = None;
     loop {
         let tracked = store
@@ -112,9 +135,14 @@ mod tests {
     #[test]
     fn seen_devices_remember_keys() {
         let mut seen = SeenDevices::new();
-        seen.insert("iothub/h/devices/a");
+        seen.insert_written("iothub/h/devices/a");
+        seen.insert_written("iothub/h/devices/a");
+        seen.insert_refused("iothub/h/devices/r");
         assert!(seen.contains("iothub/h/devices/a"));
+        assert!(seen.contains("iothub/h/devices/r"));
         assert!(!seen.contains("iothub/h/devices/b"));
+        // Written keys are counted once each; refused ones not at all.
+        assert_eq!(seen.written, 1);
     }
 
     #[test]

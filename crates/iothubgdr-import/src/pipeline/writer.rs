@@ -120,10 +120,10 @@ pub(crate) async fn write_all(
 
 fn note_seen(seen: &mut SeenDevices, page: &MappedPage) {
     for asset in &page.assets {
-        seen.insert(&asset.source_key);
+        seen.insert_written(&asset.source_key);
     }
     for key in &page.refused_keys {
-        seen.insert(key);
+        seen.insert_refused(key);
     }
 }
 

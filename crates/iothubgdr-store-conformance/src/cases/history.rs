@@ -148,7 +148,14 @@ pub async fn imports_record_only_what_changed(db: &TestDatabase) {
     let third = running_import(&store, t).await;
     let mut page: Vec<_> = (0..300).map(|n| seen(n, "red", "g1", 3, true)).collect();
     page[7] = seen(7, "blue", "g1", 3, true);
-    page[8].attributes.remove("colour");
+    let mut colourless = page[8].attributes().clone();
+    colourless.remove("colour");
+    page[8] = AssetUpsert::new(
+        page[8].source_key.clone(),
+        page[8].behaviours.clone(),
+        colourless,
+        page[8].observation.clone(),
+    );
     page[9] = seen(9, "red", "g2", 1, false);
     let written = store
         .import_write_page(third, t, &import_context("import-3"), &page)
@@ -229,6 +236,27 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
     assert_eq!(keys, sorted, "in byte order");
     assert_eq!(keys.len(), 25);
     assert!(keys.iter().all(|k| k.starts_with(prefix)));
+    assert_eq!(
+        store
+            .assets_tracked_count_by_source(t, prefix)
+            .await
+            .unwrap(),
+        25
+    );
+    assert_eq!(
+        store
+            .assets_tracked_count_by_source(t, "other.example/")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .assets_tracked_count_by_source(t, "nowhere.example/")
+            .await
+            .unwrap(),
+        0
+    );
 
     // Devices 3 and 4 left the hub.
     tick().await;
@@ -297,6 +325,13 @@ pub async fn devices_gone_from_the_hub_stop_and_come_back(db: &TestDatabase) {
             .await
             .unwrap()
             .len(),
+        23
+    );
+    assert_eq!(
+        store
+            .assets_tracked_count_by_source(t, prefix)
+            .await
+            .unwrap(),
         23
     );
 
