@@ -54,6 +54,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ -n "$pg_dir" ] && bash .ci/postgres.sh stop "$pg_dir"
+  [ -n "${BENCH_KEEP:-}" ] && cp -r "$work" "$BENCH_KEEP"
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -14,8 +14,11 @@ use crate::mapping::{loggable_device_id, map_page, MappedPage};
 use crate::source::{self, HubCount, ReadPlan};
 
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
-/// overlap, and memory stays bounded by a few pages whatever the hub's size.
-const PAGES_AHEAD: usize = 4;
+/// overlap, and memory stays bounded (20 pages of at most 100 twins, a few MB) whatever
+/// the hub's size. Twenty lets the parallel readers go on while a write of up to 1,000
+/// assets runs, so the next write finds a full batch waiting (with 4 they stalled and
+/// writes were half as large).
+const PAGES_AHEAD: usize = 20;
 /// Refused twins logged by id per import; past it only the count grows (a hostile hub
 /// could otherwise fill the logs).
 const MAX_REFUSED_LOGGED: u64 = 100;
