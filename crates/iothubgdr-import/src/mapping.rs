@@ -165,11 +165,32 @@ pub struct MappedPage {
     pub refused_keys: Vec<String>,
 }
 
+/// How an import read the twins. Each way omits a fact the other has: a page write keeps
+/// the stored value of what its way cannot see ([`Observation::unknown_attributes`]), so
+/// alternating between them records no change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwinSource {
+    /// Twin queries: a twin has no `generationId`.
+    Query,
+    /// An export job's `devices.txt`: a device identity has no `modelId`.
+    Export,
+}
+
+impl TwinSource {
+    fn unknown_attributes(self) -> &'static [&'static str] {
+        match self {
+            TwinSource::Query => &["iothub_generation_id"],
+            TwinSource::Export => &["iothub_model_id"],
+        }
+    }
+}
+
 /// Maps a page, telling `on_refused` about each twin that [`check_twin`] refuses.
 pub fn map_page(
     hub_host: &str,
     twins: &[Twin],
     home_location: Option<&str>,
+    source: TwinSource,
     mut on_refused: impl FnMut(&Twin, TwinRefusal),
 ) -> MappedPage {
     let mut page = MappedPage {
@@ -181,7 +202,7 @@ pub fn map_page(
         match check_twin(twin) {
             Ok(()) => page
                 .assets
-                .push(device_asset(hub_host, twin, home_location)),
+                .push(device_asset(hub_host, twin, home_location, source)),
             Err(reason) => {
                 page.refused += 1;
                 if matches!(
@@ -199,7 +220,12 @@ pub fn map_page(
 }
 
 /// The asset an import writes for one device twin.
-pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) -> AssetUpsert {
+pub fn device_asset(
+    hub_host: &str,
+    twin: &Twin,
+    home_location: Option<&str>,
+    source: TwinSource,
+) -> AssetUpsert {
     let mut attributes = Attributes::new();
     let mut put = |name: &str, value: Option<&str>| {
         if let Some(value) = value {
@@ -257,12 +283,12 @@ pub fn device_asset(hub_host: &str, twin: &Twin, home_location: Option<&str>) ->
         source_key(hub_host, &twin.device_id),
         BEHAVIOURS.iter().map(|b| (*b).to_owned()).collect(),
         attributes,
-        observation(twin),
+        observation(twin, source),
     )
 }
 
 /// The volatile facts of a twin, for the events of this import, and its incarnation.
-fn observation(twin: &Twin) -> Observation {
+fn observation(twin: &Twin, source: TwinSource) -> Observation {
     let mut event_attributes = Attributes::new();
     let mut put = |name: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -279,6 +305,7 @@ fn observation(twin: &Twin) -> Observation {
             generation: twin.generation_id.clone(),
             version: twin.version,
         },
+        unknown_attributes: source.unknown_attributes(),
     }
 }
 
@@ -305,7 +332,12 @@ mod tests {
             "properties": {"desired": {"apiKey": "do-not-copy"}},
             "version": 4
         }));
-        let asset = device_asset("Hub.azure-devices.net", &t, Some("locations/abc"));
+        let asset = device_asset(
+            "Hub.azure-devices.net",
+            &t,
+            Some("locations/abc"),
+            TwinSource::Query,
+        );
         assert_eq!(
             asset.source_key,
             "iothub/hub.azure-devices.net/devices/pump-7"
@@ -338,7 +370,13 @@ mod tests {
             twin(serde_json::json!({"deviceId": "big", "tags": {"t": "x".repeat(MAX_TAGS_BYTES)}})),
             twin(serde_json::json!({"deviceId": "bad id"})),
         ];
-        let page = map_page("Hub.azure-devices.net", &twins, None, |_, _| {});
+        let page = map_page(
+            "Hub.azure-devices.net",
+            &twins,
+            None,
+            TwinSource::Query,
+            |_, _| {},
+        );
         assert_eq!(page.assets.len(), 1);
         assert_eq!(page.refused, 2);
         // The device with oversized tags is in the hub: its asset must not be stopped. An id
@@ -426,7 +464,7 @@ mod tests {
     #[test]
     fn leaf_device_without_optional_facts() {
         let t = twin(serde_json::json!({"deviceId": "d1", "unknownField": 1}));
-        let asset = device_asset("h.azure-devices.net", &t, None);
+        let asset = device_asset("h.azure-devices.net", &t, None, TwinSource::Export);
         assert_eq!(asset.attributes()["arc_display_type"], DISPLAY_TYPE_LEAF);
         assert!(!asset
             .attributes()

@@ -89,7 +89,7 @@ pub fn plan_upsert(
         return Ok(UpsertPlan::Unchanged);
     }
     let old = stored.attributes.decode()?;
-    let changed = changed_attributes(&old, upsert.attributes());
+    let changed = changed_attributes(&old, upsert.attributes(), observation.unknown_attributes);
     if changed.is_empty() && stored.tracked && !recreated {
         return Ok(UpsertPlan::Unchanged);
     }
@@ -436,6 +436,31 @@ mod tests {
                 ..
             }
         ));
+        // An attribute the source cannot see keeps its stored value: unchanged.
+        let with_model = stored(
+            StoredAttributes::Json(r#"{"a":"1","b":"2","model":"m1"}"#.into()),
+            true,
+        );
+        let blind = Observation {
+            unknown_attributes: &["model"],
+            ..Observation::default()
+        };
+        let exported = upsert(json!({"a": "1", "b": "2"}), blind.clone());
+        assert_eq!(
+            plan_upsert(Some(&with_model), &exported, &ctx).unwrap(),
+            UpsertPlan::Unchanged
+        );
+        // ... and stays when something else changed.
+        let exported = upsert(json!({"a": "9", "b": "2"}), blind);
+        match plan_upsert(Some(&with_model), &exported, &ctx).unwrap() {
+            UpsertPlan::Change {
+                events, attributes, ..
+            } => {
+                assert_eq!(events[0].asset_attributes, attrs(json!({"a": "9"})));
+                assert_eq!(attributes["model"], "m1");
+            }
+            other => panic!("{other:?}"),
+        }
         // Bad stored JSON is an error, not a guess.
         let bad = stored(StoredAttributes::Json("{".into()), true);
         assert!(plan_upsert(Some(&bad), &new, &ctx).is_err());

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Page;
 use crate::export_source::{self, ExportPlan, OnJob};
-use crate::mapping::{loggable_device_id, map_page, MappedPage};
+use crate::mapping::{loggable_device_id, map_page, MappedPage, TwinSource};
 use crate::source::{self, HubCount, ReadPlan};
 
 /// Pages fetched ahead of the one being written: reading the hub and writing the store
@@ -45,7 +45,7 @@ pub(crate) fn spawn(
     home_location: Option<String>,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
-    let map = mapper(import_id, hub_host, home_location);
+    let map = mapper(import_id, hub_host, home_location, TwinSource::Query);
     let task = tokio::spawn(source::read_all(client, plan, hub, map, pages_tx));
     (pages_rx, ReaderTask(task))
 }
@@ -62,7 +62,7 @@ pub(crate) fn spawn_export(
     on_job: OnJob,
 ) -> (mpsc::Receiver<Page>, ReaderTask) {
     let (pages_tx, pages_rx) = mpsc::channel::<Page>(PAGES_AHEAD);
-    let map = mapper(plan.import_id, hub_host, home_location);
+    let map = mapper(plan.import_id, hub_host, home_location, TwinSource::Export);
     let task = tokio::spawn(export_source::read_export(
         client,
         blob,
@@ -80,6 +80,7 @@ fn mapper(
     import_id: Uuid,
     hub_host: String,
     home_location: Option<String>,
+    source: TwinSource,
 ) -> impl Fn(&[Twin]) -> MappedPage + Send + Sync + 'static {
     let refused_so_far = AtomicU64::new(0);
     move |twins: &[Twin]| -> MappedPage {
@@ -87,6 +88,7 @@ fn mapper(
             &hub_host,
             twins,
             home_location.as_deref(),
+            source,
             |twin, reason| {
                 let refused = refused_so_far.fetch_add(1, Ordering::Relaxed) + 1;
                 if refused <= MAX_REFUSED_LOGGED {
