@@ -157,6 +157,16 @@ impl Operation {
         self.error.as_ref().map(|e| e.error_message.as_str())
     }
 
+    /// The hub's export job while an import on the export path waits for it (this
+    /// server's `result.export_job`): its status as the hub says it, and its progress in
+    /// percent. Text from the server is shown through `safe_text` by whoever prints it.
+    pub fn export_job(&self) -> Option<(String, u64)> {
+        let job = self.result.as_ref()?.extra.get("export_job")?;
+        let status = job.get("status")?.as_str()?.to_owned();
+        let progress = job.get("progress").and_then(value_as_u64).unwrap_or(0);
+        Some((status, progress.min(100)))
+    }
+
     /// The device count of the hub: the top-level extra field, or the same field inside
     /// `result` / `error`, wherever the server puts it.
     pub fn devices_total(&self) -> Option<u64> {

@@ -236,12 +236,21 @@ struct Reporter {
     identity: String,
     bar: Option<ProgressBar>,
     lines: bool,
-    last_line: Option<(Instant, OperationState)>,
+    last_line: Option<(Instant, OperationState, Option<String>)>,
     started: Instant,
     first_count: Option<u64>,
 }
 
 const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// "hub export job running, 40%": the export path's first phase, shown while it lasts.
+fn export_job(operation: &Operation) -> Option<String> {
+    let (status, progress) = operation.export_job()?;
+    Some(format!(
+        "hub export job {}, {progress}%",
+        safe_text::value(&status)
+    ))
+}
 
 fn rate_key(state: &ProgressState, w: &mut dyn std::fmt::Write) {
     let _ = write!(w, "{:.0} assets/s", state.per_sec());
@@ -299,16 +308,23 @@ impl Reporter {
                 }
             }
             bar.set_position(count);
-            bar.set_message(state.label());
+            match export_job(operation) {
+                // The import writes nothing until the hub's job has written the blob.
+                Some(job) => bar.set_message(format!("{}, {job}", state.label())),
+                None => bar.set_message(state.label()),
+            }
         }
         if self.lines {
-            let due = match self.last_line {
+            let job = export_job(operation);
+            let due = match &self.last_line {
                 None => true,
-                Some((at, last_state)) => last_state != state || at.elapsed() >= LINE_INTERVAL,
+                Some((at, last_state, last_job)) => {
+                    *last_state != state || *last_job != job || at.elapsed() >= LINE_INTERVAL
+                }
             };
             if due && !is_done(operation) {
                 eprintln!("{}", safe_text::block(&self.progress_line(operation)));
-                self.last_line = Some((Instant::now(), state));
+                self.last_line = Some((Instant::now(), state, job));
             }
         }
     }
@@ -321,6 +337,9 @@ impl Reporter {
             line.push_str(&format!("/{total} assets imported ({percent}%)"));
         } else {
             line.push_str(" assets imported");
+        }
+        if let Some(job) = export_job(operation) {
+            line.push_str(&format!(", {job}"));
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         let gained = count.saturating_sub(self.first_count.unwrap_or(0));
@@ -458,6 +477,16 @@ mod tests {
             r#"{"identity":"iothubgdr/a","result":{"number_assets_imported":7,"status":"STATUS_PENDING"}}"#,
         ));
         assert_eq!(line, "iothubgdr/a: PENDING, 7 assets imported");
+        // The export path says how far the hub's job is while it writes the blob.
+        let line = reporter.progress_line(&op(
+            r#"{"identity":"iothubgdr/a","number_devices_total":200,
+            "result":{"number_assets_imported":0,"status":"STATUS_INPROGRESS",
+            "export_job":{"status":"running","progress":40}}}"#,
+        ));
+        assert_eq!(
+            line,
+            "iothubgdr/a: INPROGRESS, 0/200 assets imported (0%), hub export job running, 40%"
+        );
     }
 
     #[test]
