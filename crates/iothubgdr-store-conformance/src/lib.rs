@@ -127,6 +127,7 @@ macro_rules! store_conformance_tests {
             at_time_answers_the_asset_as_its_events_left_it,
             events_filter_and_page,
             two_imports_of_one_hub_record_each_device_once,
+            two_imports_of_one_change_record_it_once,
             a_stopped_import_records_no_event,
         );
     };

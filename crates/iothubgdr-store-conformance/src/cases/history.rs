@@ -9,8 +9,8 @@ use iothubgdr_store::history::{
     OPERATION_STOP_TRACKING,
 };
 use iothubgdr_store::{
-    AssetFilter, AssetUpsert, EventFilter, ImportBreakdown, ImportContext, PageRequest, PageWrite,
-    Principal,
+    AssetFilter, AssetUpsert, AttributeFilter, EventFilter, ImportBreakdown, ImportContext,
+    PageRequest, PageWrite, Principal,
 };
 use serde_json::json;
 
@@ -384,6 +384,38 @@ pub async fn two_imports_of_one_hub_record_each_device_once(db: &TestDatabase) {
         a.event_count(t, &EventFilter::default()).await.unwrap(),
         500
     );
+}
+
+/// Two imports that see the same change at once: each plans from what it read, one
+/// writes first, and the other finds the rows moved, plans again and finds nothing left
+/// to record. One event per device, never two.
+pub async fn two_imports_of_one_change_record_it_once(db: &TestDatabase) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let t = tenant(&a, "t").await;
+    let setup = running_import(&a, t).await;
+    let red: Vec<_> = (0..300).map(|n| device(n, "red")).collect();
+    write_retrying(&a, setup, t, &red).await;
+    let first = running_import(&a, t).await;
+    let second = running_import(&b, t).await;
+    let blue: Vec<_> = (0..300).map(|n| device(n, "blue")).collect();
+    let (x, y) = tokio::join!(
+        write_retrying(&a, first, t, &blue),
+        write_retrying(&b, second, t, &blue),
+    );
+    let (x, y) = (breakdown(&x), breakdown(&y));
+    assert_eq!(x.changed + y.changed, 300, "{x:?} {y:?}");
+    assert_eq!(x.unchanged + y.unchanged, 300, "{x:?} {y:?}");
+    assert_eq!(
+        a.event_count(t, &EventFilter::default()).await.unwrap(),
+        600,
+        "300 NewAsset and 300 Record events"
+    );
+    let blue_now = AssetFilter {
+        attributes: AttributeFilter::equals([("colour", "blue")]),
+        ..AssetFilter::default()
+    };
+    assert_eq!(a.asset_count(t, &blue_now).await.unwrap(), 300);
 }
 
 pub async fn a_stopped_import_records_no_event(db: &TestDatabase) {
