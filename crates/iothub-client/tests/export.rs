@@ -152,6 +152,45 @@ async fn an_export_holds_every_device_once_and_one_job_runs_at_a_time() {
         .unwrap();
 }
 
+/// The jobs API throttles apart from queries: a 429 on a job request is waited out for its
+/// `Retry-After`, and the job is still followed to its end.
+#[tokio::test]
+async fn a_throttled_jobs_api_is_waited_out_for_its_retry_after() {
+    let Some(f) = fixture(
+        500,
+        Faults {
+            jobs_throttle_every: Some(2),
+            retry_after: Duration::from_secs(1),
+            export_duration: Duration::from_secs(2),
+            ..Faults::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let url = f.azurite.container_sas_url("exports", "racwdl");
+    let container = BlobContainerSas::parse(&url).unwrap();
+    let started = std::time::Instant::now();
+    let job = f.client.create_export_job(&container).await.unwrap();
+    let done = f
+        .client
+        .wait_for_job(&job.job_id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    let stats = f.hub.stats();
+    assert!(stats.jobs_throttled >= 1, "{stats:?}");
+    // Every second request was throttled with Retry-After: 1, and each was waited out.
+    assert!(
+        started.elapsed() >= Duration::from_secs(stats.jobs_throttled),
+        "{:?} for {} throttles",
+        started.elapsed(),
+        stats.jobs_throttled
+    );
+    assert_eq!(stats.jobs_created, 1);
+}
+
 #[tokio::test]
 async fn failures_are_their_own_errors_and_never_quote_the_sas() {
     let Some(f) = fixture(200, Faults::default()).await else {

@@ -140,6 +140,7 @@ pub(crate) async fn create_job(
     body: Bytes,
 ) -> Result<Response, HubError> {
     authorize(&shared, &headers, &uri, Right::RegistryRead)?;
+    shared.throttle_job()?;
     let request: CreateJob = serde_json::from_slice(&body)
         .map_err(|_| HubError::bad_request("The job request is not valid JSON"))?;
     match request.kind.as_deref() {
@@ -203,6 +204,7 @@ pub(crate) async fn get_job(
     uri: Uri,
 ) -> Result<Response, HubError> {
     authorize(&shared, &headers, &uri, Right::RegistryRead)?;
+    shared.throttle_job()?;
     let jobs = shared.jobs.lock();
     let job = jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
     Ok(json_response(StatusCode::OK, job_json(job)?))
@@ -215,6 +217,7 @@ pub(crate) async fn cancel_job(
     uri: Uri,
 ) -> Result<Response, HubError> {
     authorize(&shared, &headers, &uri, Right::RegistryRead)?;
+    shared.throttle_job()?;
     let mut jobs = shared.jobs.lock();
     let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
     if !job.status.is_done() {

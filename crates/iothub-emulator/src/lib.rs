@@ -159,6 +159,9 @@ pub struct Faults {
     pub export_fails: bool,
     /// Creating a job answers `JobQuotaExceeded`, as when another import or export job runs.
     pub job_already_running: bool,
+    /// Every k-th jobs API request (create, get, cancel) answers 429 with `Retry-After`
+    /// (`retry_after`): the jobs API has a throttle of its own, apart from the queries'.
+    pub jobs_throttle_every: Option<u32>,
     /// Twin query answers no real hub gives (loops, lies, huge pages, redirects, twins over
     /// the limits), for tests of clients.
     pub hostility: Hostility,
@@ -239,6 +242,8 @@ pub struct Stats {
     pub jobs_created: u64,
     /// Export jobs cancelled while they ran.
     pub jobs_cancelled: u64,
+    /// Jobs API requests answered 429 by `jobs_throttle_every`.
+    pub jobs_throttled: u64,
     /// Devices written by export jobs.
     pub devices_exported: u64,
 }

@@ -24,6 +24,7 @@ pub(crate) struct Counters {
     pub(crate) unauthorized: AtomicU64,
     pub(crate) jobs_created: AtomicU64,
     pub(crate) jobs_cancelled: AtomicU64,
+    pub(crate) jobs_throttled: AtomicU64,
     pub(crate) devices_exported: AtomicU64,
 }
 
@@ -36,6 +37,7 @@ pub(crate) struct Shared {
     pub(crate) registry: RwLock<Registry>,
     pub(crate) stats: Counters,
     pub(crate) query_counter: AtomicU64,
+    pub(crate) jobs_counter: AtomicU64,
     pub(crate) request_counter: AtomicU64,
     quota_window: Mutex<(Instant, u32)>,
     started: Instant,
@@ -76,6 +78,7 @@ impl Shared {
             registry: RwLock::new(registry),
             stats: Counters::default(),
             query_counter: AtomicU64::new(0),
+            jobs_counter: AtomicU64::new(0),
             request_counter: AtomicU64::new(0),
             quota_window: Mutex::new((Instant::now(), 0)),
             started: Instant::now(),
@@ -164,6 +167,19 @@ impl Shared {
         Ok(())
     }
 
+    /// The jobs API's own throttle (`Faults::jobs_throttle_every`).
+    pub(crate) fn throttle_job(&self) -> Result<(), HubError> {
+        let faults = self.faults();
+        let n = self.jobs_counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(every) = faults.jobs_throttle_every.filter(|k| *k > 0) {
+            if n.is_multiple_of(u64::from(every)) {
+                self.stats.jobs_throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(HubError::throttled(faults.retry_after.as_secs()));
+            }
+        }
+        Ok(())
+    }
+
     /// Notes that a query request arrived (before any fault or check), for pacing tests.
     pub(crate) fn note_query_arrival(&self) {
         let mut arrivals = self
@@ -197,6 +213,7 @@ impl Shared {
             unauthorized: s.unauthorized.load(Ordering::Relaxed),
             jobs_created: s.jobs_created.load(Ordering::Relaxed),
             jobs_cancelled: s.jobs_cancelled.load(Ordering::Relaxed),
+            jobs_throttled: s.jobs_throttled.load(Ordering::Relaxed),
             devices_exported: s.devices_exported.load(Ordering::Relaxed),
         }
     }
