@@ -1,0 +1,181 @@
+//! A hostile hub cannot fill the logs: an import logs its first 100 refused twins by
+//! (escaped) id, then one line saying more were refused, and nothing more however many the
+//! hub sends; every refused twin is still counted. The engine's warnings are captured by a
+//! real `tracing` subscriber installed for this test binary (its own process, so no other
+//! test's lines mix in; each case also keeps only the lines of its own import).
+//!
+//! A mutation run found that nothing checked the bound: logging every refused twin, none,
+//! or the "more" line for each one all passed.
+
+mod backends;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use iothub_client::ClientOptions;
+use iothub_emulator::{EmulatorConfig, Faults, Hostility};
+use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store_conformance::TestDatabase;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+on_every_backend!(a_hub_of_refused_twins_logs_a_bounded_number_of_lines);
+
+/// Twins the hub sends, every one of them refused; more than three times the bound.
+const DEVICES: u64 = 350;
+/// The engine's bound on refused twins logged by id (pipeline/reader.rs).
+const LOGGED_BY_ID: usize = 100;
+
+/// Everything the engine logged at WARN and above since this binary started.
+fn captured() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .init();
+        log
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
+    store
+        .app_create(NewApp {
+            client_id: Uuid::new_v4().to_string(),
+            display_name: "refused logs test".into(),
+            tenant_name: Uuid::new_v4().to_string(),
+            secret_hash: vec![0; 32],
+        })
+        .await
+        .expect("app")
+        .tenant
+        .id
+}
+
+async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let import = store
+            .import_get(tenant, id)
+            .await
+            .expect("get")
+            .expect("exists");
+        if import.status.is_done() {
+            return import;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done in 30 s: {import:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase) {
+    let log = captured();
+    // `every: 2`: in each page, one twin of two has an oversized tag and the other a device
+    // id with control and bidi characters: every twin is refused.
+    let hub = iothub_emulator::start(EmulatorConfig {
+        devices: DEVICES,
+        faults: Faults {
+            hostility: Hostility::OversizedTwins {
+                every: 2,
+                tag_bytes: 16 * 1024,
+            },
+            ..Faults::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator");
+    let store = db.open().await;
+    let config = EngineConfig {
+        worker_id: Uuid::new_v4(),
+        client: ClientOptions {
+            extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
+            resolve: vec![(hub.host_name(), hub.addr())],
+            retry_budget: Duration::from_secs(5),
+            page_size: 100,
+            ..ClientOptions::default()
+        },
+        lease: Duration::from_secs(2),
+        cancel_poll: Duration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let engine = Engine::new(db.open().await, config, &mut registry);
+    engine.start().await.expect("start");
+    let tenant = new_tenant(&store).await;
+    let import = engine
+        .submit(
+            tenant,
+            ImportRequest {
+                display_name: "hostile".into(),
+                secret: Zeroizing::new(hub.iothub_connection_string()),
+                arc_home_location_identity: None,
+            },
+        )
+        .await
+        .expect("submit");
+    let done = wait_done(&store, tenant, import.id).await;
+    engine.shutdown().await;
+
+    // Every twin counted, none written.
+    assert_eq!(done.status, ImportStatus::Finished, "{done:?}");
+    assert_eq!(done.number_devices_refused, DEVICES, "{done:?}");
+    assert_eq!(done.number_assets_imported, 0, "{done:?}");
+    assert_eq!(
+        store
+            .asset_count(tenant, &AssetFilter::default())
+            .await
+            .expect("count"),
+        0
+    );
+
+    let text = String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(&import.id.to_string()))
+        .collect();
+    let by_id = ours
+        .iter()
+        .filter(|line| line.contains("twin refused: it breaks IoT Hub's limits"))
+        .count();
+    let more = ours
+        .iter()
+        .filter(|line| line.contains("more twins refused; their ids are not logged"))
+        .count();
+    assert_eq!(by_id, LOGGED_BY_ID, "{}", ours.join("\n"));
+    assert_eq!(more, 1, "{}", ours.join("\n"));
+    // No other warning of this import, and no hub-chosen control character in any line
+    // (a device id with a newline would otherwise forge a line of its own).
+    assert_eq!(ours.len(), LOGGED_BY_ID + 1, "{}", ours.join("\n"));
+    for line in &ours {
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+    }
+}

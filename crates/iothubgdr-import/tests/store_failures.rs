@@ -1,0 +1,170 @@
+//! An import whose store refuses its writes ends: failed, with a reason that says the
+//! asset store could not be written and what to do, without the database's own text (it
+//! can quote statements and values), and with nothing counted. The refusal is a trigger
+//! installed in the real database, so the store, the writer and the engine are the real
+//! ones. Every case runs on a SQLite file and on PostgreSQL (when
+//! IOTHUBGDR_TEST_POSTGRES_URL names a server).
+//!
+//! A mutation run found that no test read the reason of a store failure: the writer could
+//! have failed an import with any text at all.
+
+mod backends;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iothub_client::ClientOptions;
+use iothub_emulator::{EmulatorConfig, RunningEmulator};
+use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store_conformance::TestDatabase;
+use sqlx::Connection;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+on_every_backend!(a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reason);
+
+/// The database's own words for the refusal: they must not reach the import's reason.
+const DATABASE_TEXT: &str = "assets are refused by this test";
+
+/// Makes every insert into `assets` fail, as a full disk or a broken constraint would.
+async fn refuse_asset_writes(db: &TestDatabase) {
+    match db.backend() {
+        "sqlite" => {
+            let mut conn = sqlx::SqliteConnection::connect(db.url())
+                .await
+                .expect("connect");
+            sqlx::query(&format!(
+                "CREATE TRIGGER refuse_assets BEFORE INSERT ON assets \
+                 BEGIN SELECT RAISE(ABORT, '{DATABASE_TEXT}'); END"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("trigger");
+        }
+        "postgres" => {
+            let mut conn = sqlx::PgConnection::connect(db.url())
+                .await
+                .expect("connect");
+            sqlx::query(&format!(
+                "CREATE FUNCTION refuse_assets() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION '{DATABASE_TEXT}'; END $$"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("function");
+            sqlx::query(
+                "CREATE TRIGGER refuse_assets BEFORE INSERT ON assets \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_assets()",
+            )
+            .execute(&mut conn)
+            .await
+            .expect("trigger");
+        }
+        other => panic!("no trigger for {other}"),
+    }
+}
+
+async fn emulator(devices: u64) -> RunningEmulator {
+    iothub_emulator::start(EmulatorConfig {
+        devices,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator")
+}
+
+fn config(emulator: &RunningEmulator) -> EngineConfig {
+    EngineConfig {
+        worker_id: Uuid::new_v4(),
+        client: ClientOptions {
+            extra_root_ca_pem: Some(emulator.ca_cert_pem().into_bytes()),
+            resolve: vec![(emulator.host_name(), emulator.addr())],
+            retry_budget: Duration::from_secs(5),
+            page_size: 100,
+            ..ClientOptions::default()
+        },
+        lease: Duration::from_secs(2),
+        cancel_poll: Duration::from_millis(100),
+        ..EngineConfig::default()
+    }
+}
+
+async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
+    store
+        .app_create(NewApp {
+            client_id: Uuid::new_v4().to_string(),
+            display_name: "store failure test".into(),
+            tenant_name: Uuid::new_v4().to_string(),
+            secret_hash: vec![0; 32],
+        })
+        .await
+        .expect("app")
+        .tenant
+        .id
+}
+
+/// Polls until the import is done; a working engine takes well under a second.
+async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let import = store
+            .import_get(tenant, id)
+            .await
+            .expect("get")
+            .expect("exists");
+        if import.status.is_done() {
+            return import;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done in 30 s: {import:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reason(
+    db: TestDatabase,
+) {
+    let hub = emulator(250).await;
+    let store = db.open().await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let engine = Engine::new(db.open().await, config(&hub), &mut registry);
+    engine.start().await.expect("start");
+    let tenant = new_tenant(&store).await;
+    refuse_asset_writes(&db).await;
+
+    let import = engine
+        .submit(
+            tenant,
+            ImportRequest {
+                display_name: "refused".into(),
+                secret: Zeroizing::new(hub.iothub_connection_string()),
+                arc_home_location_identity: None,
+            },
+        )
+        .await
+        .expect("submit");
+    let done = wait_done(&store, tenant, import.id).await;
+
+    assert_eq!(done.status, ImportStatus::Failed, "{done:?}");
+    let reason = done.error_message.clone().expect("a reason");
+    assert!(
+        reason.starts_with("the import could not write to the asset store (database error (")
+            && reason.ends_with("); start the import again"),
+        "{reason}"
+    );
+    assert!(!reason.contains(DATABASE_TEXT), "{reason}");
+    assert!(!reason.contains("INSERT"), "{reason}");
+    // Nothing was written, so nothing is counted.
+    assert_eq!(done.number_assets_imported, 0, "{done:?}");
+    assert_eq!(
+        store
+            .asset_count(tenant, &AssetFilter::default())
+            .await
+            .expect("count"),
+        0
+    );
+    engine.shutdown().await;
+}
