@@ -1,16 +1,15 @@
 //! A hostile hub cannot fill the logs: an import logs its first 100 refused twins by
 //! (escaped) id, then one line saying more were refused, and nothing more however many the
-//! hub sends; every refused twin is still counted. The engine's warnings are captured by a
-//! real `tracing` subscriber installed for this test binary (its own process, so no other
-//! test's lines mix in; each case also keeps only the lines of its own import).
+//! hub sends; every refused twin is still counted. The engine's warnings are read through a
+//! real `tracing` subscriber (tests/capture).
 //!
 //! A mutation run found that nothing checked the bound: logging every refused twin, none,
 //! or the "more" line for each one all passed.
 
 mod backends;
+mod capture;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
@@ -27,38 +26,6 @@ on_every_backend!(a_hub_of_refused_twins_logs_a_bounded_number_of_lines);
 const DEVICES: u64 = 350;
 /// The engine's bound on refused twins logged by id (pipeline/reader.rs).
 const LOGGED_BY_ID: usize = 100;
-
-/// Everything the engine logged at WARN and above since this binary started.
-fn captured() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .init();
-        log
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
     store
@@ -94,7 +61,7 @@ async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
 }
 
 async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase) {
-    let log = captured();
+    capture::install();
     // `every: 2`: in each page, one twin of two has an oversized tag and the other a device
     // id with control and bidi characters: every twin is refused.
     let hub = iothub_emulator::start(EmulatorConfig {
@@ -154,11 +121,7 @@ async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase)
         0
     );
 
-    let text = String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    let ours: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains(&import.id.to_string()))
-        .collect();
+    let ours = capture::warnings_of(import.id);
     let by_id = ours
         .iter()
         .filter(|line| line.contains("twin refused: it breaks IoT Hub's limits"))

@@ -2,13 +2,15 @@
 //! asset store could not be written and what to do, without the database's own text (it
 //! can quote statements and values), and with nothing counted. The refusal is a trigger
 //! installed in the real database, so the store, the writer and the engine are the real
-//! ones. Every case runs on a SQLite file and on PostgreSQL (when
+//! ones (its warnings are read through a real `tracing` subscriber, tests/capture). Every
+//! case runs on a SQLite file and on PostgreSQL (when
 //! IOTHUBGDR_TEST_POSTGRES_URL names a server).
 //!
 //! A mutation run found that no test read the reason of a store failure: the writer could
 //! have failed an import with any text at all.
 
 mod backends;
+mod capture;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +129,7 @@ async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
 async fn a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reason(
     db: TestDatabase,
 ) {
+    capture::install();
     let hub = emulator(250).await;
     let store = db.open().await;
     let mut registry = prometheus_client::registry::Registry::default();
@@ -157,6 +160,13 @@ async fn a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reas
     );
     assert!(!reason.contains(DATABASE_TEXT), "{reason}");
     assert!(!reason.contains("INSERT"), "{reason}");
+    // A refusal is no "try again": the write was not retried (six tries would also delay
+    // the failure by about 3 s).
+    let warnings = capture::warnings_of(import.id);
+    assert!(
+        !warnings.iter().any(|line| line.contains("will be tried again")),
+        "{warnings:#?}"
+    );
     // Nothing was written, so nothing is counted.
     assert_eq!(done.number_assets_imported, 0, "{done:?}");
     assert_eq!(
