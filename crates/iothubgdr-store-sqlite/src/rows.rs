@@ -164,3 +164,89 @@ pub(crate) fn import_from_row(row: &SqliteRow) -> StoreResult<Import> {
         seq: row.try_get("seq").map_err(backend)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! How driver errors are sorted decides what the import writer retries: a write that
+    //! may pass if tried again must say so, and nothing else may (a mutation run found no
+    //! test of either). The busy database is a real one: two connections to one file.
+
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    async fn connection(url: &str) -> SqliteConnection {
+        let mut conn = SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut conn)
+            .await
+            .expect("pragma");
+        conn
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_may_be_tried_again_and_a_refused_statement_may_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
+        let mut holder = connection(&url).await;
+        let mut other = connection(&url).await;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .expect("the write lock");
+        let busy = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect_err("the lock is held");
+        let busy = backend(busy);
+        assert!(busy.is_retryable(), "{busy:?}");
+        assert_eq!(
+            busy.to_string(),
+            "the database asked to try again (SQLite refused a statement)"
+        );
+
+        let refused = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&mut other)
+            .await
+            .expect_err("no table");
+        let refused = backend(refused);
+        assert!(!refused.is_retryable(), "{refused:?}");
+        assert_eq!(refused.to_string(), "database error (SQLite refused a statement)");
+    }
+
+    #[test]
+    fn lost_io_and_an_exhausted_pool_may_be_tried_again() {
+        let io = backend(sqlx::Error::Io(std::io::Error::other("disk went away")));
+        assert!(io.is_retryable(), "{io:?}");
+        assert_eq!(
+            io.to_string(),
+            "the database asked to try again (SQLite file I/O failed)"
+        );
+        let pool = backend(sqlx::Error::PoolTimedOut);
+        assert!(pool.is_retryable(), "{pool:?}");
+        assert_eq!(
+            pool.to_string(),
+            "the database asked to try again (no SQLite connection became free in time)"
+        );
+        let crashed = backend(sqlx::Error::WorkerCrashed);
+        assert!(crashed.is_retryable(), "{crashed:?}");
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_is_no_reason_to_try_again() {
+        for err in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("seq".into()),
+        ] {
+            let err = backend(err);
+            assert!(!err.is_retryable(), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                "database error (a row read from SQLite does not decode)"
+            );
+        }
+        let other = backend(sqlx::Error::PoolClosed);
+        assert!(!other.is_retryable());
+        assert_eq!(other.to_string(), "database error (SQLite failed)");
+    }
+}
