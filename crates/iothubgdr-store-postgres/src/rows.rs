@@ -172,3 +172,100 @@ pub(crate) fn import_from_row(row: &PgRow) -> StoreResult<Import> {
         seq: row.try_get("seq").map_err(backend)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! How driver errors are sorted decides what the import writer retries: what may pass
+    //! if tried again (a failover, a deadlock, a serialization failure) must say so, and
+    //! nothing else may. A mutation run found no test of either. The SQLSTATE cases use
+    //! the PostgreSQL server IOTHUBGDR_TEST_POSTGRES_URL names (skipped without one).
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+
+    #[test]
+    fn the_sqlstates_worth_another_try() {
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "53300", "25006", "08000", "08006",
+        ] {
+            assert!(retryable_state(code), "{code}");
+        }
+        for code in ["", "23505", "42601", "22012", "P0001", "57014", "40002"] {
+            assert!(!retryable_state(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn errors_without_a_statement_are_sorted_by_kind() {
+        let cases: [(sqlx::Error, bool, &str); 7] = [
+            (
+                sqlx::Error::Io(std::io::Error::other("reset")),
+                true,
+                "the PostgreSQL connection failed",
+            ),
+            (
+                sqlx::Error::PoolTimedOut,
+                true,
+                "no PostgreSQL connection became free in time",
+            ),
+            (
+                sqlx::Error::PoolClosed,
+                false,
+                "the PostgreSQL pool is closed",
+            ),
+            (
+                sqlx::Error::Tls(Box::new(std::io::Error::other("handshake"))),
+                true,
+                "the PostgreSQL TLS session failed",
+            ),
+            (
+                sqlx::Error::Protocol("unexpected message".into()),
+                true,
+                "PostgreSQL broke its protocol",
+            ),
+            (
+                sqlx::Error::RowNotFound,
+                false,
+                "a row read from PostgreSQL does not decode",
+            ),
+            (sqlx::Error::WorkerCrashed, false, "PostgreSQL failed"),
+        ];
+        for (err, retryable, context) in cases {
+            let err = backend(err);
+            assert_eq!(err.is_retryable(), retryable, "{err:?}");
+            assert!(err.to_string().contains(&format!("({context})")), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_statement_names_its_sqlstate_and_only_some_may_be_retried() {
+        let Ok(url) = std::env::var("IOTHUBGDR_TEST_POSTGRES_URL") else {
+            println!("SKIPPED: IOTHUBGDR_TEST_POSTGRES_URL names no PostgreSQL server");
+            return;
+        };
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        let serialization = sqlx::query(
+            "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$",
+        )
+        .execute(&mut conn)
+        .await
+        .expect_err("raised");
+        let serialization = backend(serialization);
+        assert!(serialization.is_retryable(), "{serialization:?}");
+        assert_eq!(
+            serialization.to_string(),
+            "the database asked to try again (PostgreSQL refused a statement (SQLSTATE 40001))"
+        );
+        let syntax = sqlx::query("SELEC 1")
+            .execute(&mut conn)
+            .await
+            .expect_err("bad syntax");
+        let syntax = backend(syntax);
+        assert!(!syntax.is_retryable(), "{syntax:?}");
+        assert_eq!(
+            syntax.to_string(),
+            "database error (PostgreSQL refused a statement (SQLSTATE 42601))"
+        );
+    }
+}
