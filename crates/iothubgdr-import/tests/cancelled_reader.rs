@@ -45,7 +45,10 @@ async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {PATIENCE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -143,7 +146,8 @@ async fn a_cancelled_import_stops_calling_a_throttled_hub(db: TestDatabase) {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let later = hub.stats().requests;
     assert_eq!(
-        later, at_end,
+        later,
+        at_end,
         "the hub got {} requests after the import was cancelled",
         later - at_end
     );

@@ -177,7 +177,9 @@ async fn a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reas
     // the failure by about 3 s).
     let warnings = capture::warnings_of(import.id);
     assert!(
-        !warnings.iter().any(|line| line.contains("will be tried again")),
+        !warnings
+            .iter()
+            .any(|line| line.contains("will be tried again")),
         "{warnings:#?}"
     );
     // Nothing was written, so nothing is counted.

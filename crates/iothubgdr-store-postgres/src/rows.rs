@@ -245,12 +245,11 @@ mod tests {
             return;
         };
         let mut conn = PgConnection::connect(&url).await.expect("connect");
-        let serialization = sqlx::query(
-            "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$",
-        )
-        .execute(&mut conn)
-        .await
-        .expect_err("raised");
+        let serialization =
+            sqlx::query("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+                .execute(&mut conn)
+                .await
+                .expect_err("raised");
         let serialization = backend(serialization);
         assert!(serialization.is_retryable(), "{serialization:?}");
         assert_eq!(

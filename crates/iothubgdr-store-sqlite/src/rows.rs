@@ -211,7 +211,10 @@ mod tests {
             .expect_err("no table");
         let refused = backend(refused);
         assert!(!refused.is_retryable(), "{refused:?}");
-        assert_eq!(refused.to_string(), "database error (SQLite refused a statement)");
+        assert_eq!(
+            refused.to_string(),
+            "database error (SQLite refused a statement)"
+        );
     }
 
     #[test]

@@ -24,8 +24,10 @@ async fn a_replaced_database_file_is_not_ready() {
     std::fs::rename(&other, &path).expect("replace");
     let err = store.ping().await.expect_err("not ready");
     assert!(
-        err.to_string()
-            .contains(&format!("the database file {} was replaced", path.display())),
+        err.to_string().contains(&format!(
+            "the database file {} was replaced",
+            path.display()
+        )),
         "{err}"
     );
 }
