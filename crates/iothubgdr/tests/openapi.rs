@@ -459,6 +459,10 @@ async fn every_documented_route_answers_as_documented() {
     };
     let kept_import = start_import().await;
     let deleted_import = start_import().await;
+    // The walk below calls every documented route on the kept import, `:cancel` among
+    // them; it must find the import finished (cancel returns a finished one unchanged),
+    // not race its five devices.
+    wait_done(&client, token, &kept_import).await;
     let location_uuid = uuid_of(&location.json["identity"]);
     let asset_uuid = uuid_of(&asset.json["identity"]);
 
