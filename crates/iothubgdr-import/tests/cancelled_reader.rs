@@ -7,14 +7,14 @@
 //! A mutation run found that no test noticed a reader left running after its job ended.
 
 mod backends;
+use backends::new_tenant;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{Import, ImportStatus, NewApp, Store};
+use iothubgdr_store::{Import, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
@@ -24,20 +24,6 @@ on_every_backend!(a_cancelled_import_stops_calling_a_throttled_hub);
 
 /// How long a working engine may take for what it does in milliseconds.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "cancelled reader test".into(),
-            tenant_name: Uuid::new_v4().to_string(),
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
-}
 
 async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;

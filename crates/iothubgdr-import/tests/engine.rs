@@ -6,6 +6,7 @@
 //! another engine, leases, shutdown and reaping.
 
 mod backends;
+use backends::{new_tenant, wait_done};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,9 +17,7 @@ use iothub_emulator::{EmulatorConfig, Faults, RunningEmulator};
 use iothubgdr_import::{
     Engine, EngineConfig, ImportRequest, LimitScope, SubmitError, MSG_INVALID_SECRET, MSG_RESTARTED,
 };
-use iothubgdr_store::{
-    AssetFilter, Import, ImportLimits, ImportStatus, NewApp, PageRequest, Store,
-};
+use iothubgdr_store::{AssetFilter, Import, ImportLimits, ImportStatus, PageRequest, Store};
 use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -89,37 +88,6 @@ fn request(secret: String) -> ImportRequest {
         secret: Zeroizing::new(secret),
         arc_home_location_identity: None,
     }
-}
-
-async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
-    for _ in 0..1200 {
-        let import = store
-            .import_get(tenant, id)
-            .await
-            .expect("get")
-            .expect("exists");
-        if import.status.is_done() {
-            return import;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("import {id} did not finish in 60 s");
-}
-
-/// A real tenant (imports and assets belong to one), made the way `apps create` makes it.
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    let name = Uuid::new_v4().to_string();
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "engine test".into(),
-            tenant_name: name,
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
 }
 
 async fn asset_count(store: &Arc<dyn Store>, tenant: Uuid) -> u64 {

@@ -9,6 +9,7 @@
 //! sleeps that guess how long the engine takes: a slow machine only makes them wait longer.
 
 mod backends;
+use backends::new_tenant;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, Hostility, RunningEmulator};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest, SubmitError, MSG_RESTARTED};
 use iothubgdr_store::{
-    Admission, AssetFilter, Import, ImportLimits, ImportStatus, NewApp, NewImport, Store,
+    Admission, AssetFilter, Import, ImportLimits, ImportStatus, NewImport, Store,
 };
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
@@ -130,20 +131,6 @@ fn request(secret: String) -> ImportRequest {
         secret: Zeroizing::new(secret),
         arc_home_location_identity: None,
     }
-}
-
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "housekeeping test".into(),
-            tenant_name: Uuid::new_v4().to_string(),
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
 }
 
 async fn get(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {

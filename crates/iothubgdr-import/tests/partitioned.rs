@@ -1,13 +1,16 @@
 //! Large hubs read in parts: the engine against the real SQLite store and the real IoT Hub
 //! emulator, with ids over the whole device id alphabet, injected faults, and a quota.
 
+mod backends;
+use backends::new_tenant;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, IdStyle, RunningEmulator};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store::{AssetFilter, Import, ImportStatus, Store};
 use iothubgdr_store_sqlite::SqliteStore;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -56,20 +59,6 @@ async fn engine(f: &Fixture, readers: usize, queries_per_minute: Option<u32>) ->
     let engine = Engine::new(f.store.clone(), config, &mut registry);
     engine.start().await.expect("start");
     engine
-}
-
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "partition test".into(),
-            tenant_name: Uuid::new_v4().to_string(),
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
 }
 
 async fn import_and_wait(f: &Fixture, engine: &Engine, tenant: Uuid) -> Import {

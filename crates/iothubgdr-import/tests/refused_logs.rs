@@ -7,15 +7,15 @@
 //! or the "more" line for each one all passed.
 
 mod backends;
+use backends::{new_tenant, wait_done};
 mod capture;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, Hostility};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store::{AssetFilter, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -26,39 +26,6 @@ on_every_backend!(a_hub_of_refused_twins_logs_a_bounded_number_of_lines);
 const DEVICES: u64 = 350;
 /// The engine's bound on refused twins logged by id (pipeline/reader.rs).
 const LOGGED_BY_ID: usize = 100;
-
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "refused logs test".into(),
-            tenant_name: Uuid::new_v4().to_string(),
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
-}
-
-async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let import = store
-            .import_get(tenant, id)
-            .await
-            .expect("get")
-            .expect("exists");
-        if import.status.is_done() {
-            return import;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not done in 30 s: {import:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase) {
     capture::install();

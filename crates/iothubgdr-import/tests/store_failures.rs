@@ -10,15 +10,15 @@
 //! have failed an import with any text at all.
 
 mod backends;
+use backends::{new_tenant, wait_done};
 mod capture;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, RunningEmulator};
 use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
-use iothubgdr_store::{AssetFilter, Import, ImportStatus, NewApp, Store};
+use iothubgdr_store::{AssetFilter, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use sqlx::Connection;
 use uuid::Uuid;
@@ -102,40 +102,6 @@ fn config(emulator: &RunningEmulator) -> EngineConfig {
         lease: Duration::from_secs(2),
         cancel_poll: Duration::from_millis(100),
         ..EngineConfig::default()
-    }
-}
-
-async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
-    store
-        .app_create(NewApp {
-            client_id: Uuid::new_v4().to_string(),
-            display_name: "store failure test".into(),
-            tenant_name: Uuid::new_v4().to_string(),
-            secret_hash: vec![0; 32],
-        })
-        .await
-        .expect("app")
-        .tenant
-        .id
-}
-
-/// Polls until the import is done; a working engine takes well under a second.
-async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let import = store
-            .import_get(tenant, id)
-            .await
-            .expect("get")
-            .expect("exists");
-        if import.status.is_done() {
-            return import;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not done in 30 s: {import:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -2,10 +2,15 @@
 //! PostgreSQL server that IOTHUBGDR_TEST_POSTGRES_URL names (the case says it was skipped
 //! when none is named). `on_every_backend!` makes one `#[tokio::test]` per case and backend.
 
-use std::sync::Arc;
+// Each test binary includes this module and uses a part of it.
+#![allow(dead_code)]
 
-use iothubgdr_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iothubgdr_store::{Import, NewApp, Store};
 use iothubgdr_store_conformance::{postgres_server_url, TestDatabase};
+use uuid::Uuid;
 
 pub async fn sqlite_database() -> Option<TestDatabase> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,4 +73,41 @@ macro_rules! on_every_backend {
             )*
         }
     };
+}
+
+/// A tenant of its own (imports and assets belong to one), made the way `apps create`
+/// makes it.
+pub async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
+    store
+        .app_create(NewApp {
+            client_id: Uuid::new_v4().to_string(),
+            display_name: "engine test".into(),
+            tenant_name: Uuid::new_v4().to_string(),
+            secret_hash: vec![0; 32],
+        })
+        .await
+        .expect("app")
+        .tenant
+        .id
+}
+
+/// Polls until the import is done; a working engine takes well under a second, and 60 s
+/// means it hangs.
+pub async fn wait_done(store: &Arc<dyn Store>, tenant: Uuid, id: Uuid) -> Import {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let import = store
+            .import_get(tenant, id)
+            .await
+            .expect("get")
+            .expect("exists");
+        if import.status.is_done() {
+            return import;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done in 60 s: {import:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
