@@ -201,12 +201,16 @@ pub(crate) async fn write_page(
     }
     let mut updates = Vec::with_capacity(plan.updates.len());
     for update in &plan.updates {
-        // `plan_page` plans an update only for a key it was given as stored.
-        let Some(read) = stored.get(&update.upsert.source_key) else {
-            continue;
-        };
+        // `plan_page` plans an update only for a key it was given as stored, and this
+        // backend reads attributes as text: neither can fail, but skipping an update
+        // would record its events on an asset left as it was.
+        let read = stored
+            .get(&update.upsert.source_key)
+            .ok_or_else(|| StoreError::backend("a planned update has no stored row"))?;
         let StoredAttributes::Json(read_attributes) = &read.attributes else {
-            continue;
+            return Err(StoreError::backend(
+                "a planned update's stored attributes are not text",
+            ));
         };
         updates.push((
             update,
