@@ -85,7 +85,9 @@ pub(crate) async fn asset_get_at(
 }
 
 /// Appends the AND-ed tests of `filter` on the JSONB object in `column`: equality is a
-/// containment test (served by the GIN index), the wildcards read the key directly.
+/// containment test (served by the GIN index of assets' attributes and of events'
+/// `event_attributes`; events' `asset_attributes` are tested row by row in seq order, see
+/// migration 0006), the wildcards read the key directly.
 pub(crate) fn push_attribute_tests(
     query: &mut QueryBuilder<'_, Postgres>,
     column: &str,

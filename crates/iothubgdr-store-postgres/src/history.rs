@@ -35,35 +35,45 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The columns of events to insert, as parallel arrays for one `UNNEST`.
+/// The columns of events to insert, as parallel arrays for one `UNNEST`, borrowed from
+/// the encoded events.
 #[derive(Default)]
-struct EventColumns {
+struct EventColumns<'a> {
     ids: Vec<Uuid>,
     asset_ids: Vec<Uuid>,
-    behaviours: Vec<String>,
-    operations: Vec<String>,
-    event_attributes: Vec<String>,
-    asset_attributes: Vec<String>,
+    behaviours: Vec<&'a str>,
+    operations: Vec<&'a str>,
+    event_attributes: Vec<&'a str>,
+    /// `None`: the attributes its asset was created with in the same statement (see
+    /// [`insert_events_sql`]).
+    asset_attributes: Vec<Option<&'a str>>,
     declared: Vec<Option<OffsetDateTime>>,
-    principal_declared: Vec<String>,
-    principal_accepted: Vec<String>,
+    principal_declared: Vec<&'a str>,
+    principal_accepted: Vec<&'a str>,
 }
 
-impl EventColumns {
-    fn push(&mut self, event: EncodedEvent<'_>) {
-        self.ids.push(event.id);
-        self.asset_ids.push(event.asset_id);
-        self.behaviours.push(event.behaviour.to_owned());
-        self.operations.push(event.operation.to_owned());
-        self.event_attributes.push(event.event_attributes);
-        self.asset_attributes
-            .push(event.asset_attributes.into_owned());
-        self.declared.push(event.timestamp_declared);
-        self.principal_declared.push(event.principal_declared);
-        self.principal_accepted.push(event.principal_accepted);
+impl<'a> EventColumns<'a> {
+    fn new(events: &'a [EncodedEvent<'a>]) -> Self {
+        let mut columns = Self::default();
+        for event in events {
+            columns.push(event, Some(&event.asset_attributes));
+        }
+        columns
     }
 
-    /// Binds the nine arrays, in the order of [`INSERT_EVENTS`]'s `UNNEST`.
+    fn push(&mut self, event: &'a EncodedEvent<'a>, asset_attributes: Option<&'a str>) {
+        self.ids.push(event.id);
+        self.asset_ids.push(event.asset_id);
+        self.behaviours.push(event.behaviour);
+        self.operations.push(event.operation);
+        self.event_attributes.push(&event.event_attributes);
+        self.asset_attributes.push(asset_attributes);
+        self.declared.push(event.timestamp_declared);
+        self.principal_declared.push(&event.principal_declared);
+        self.principal_accepted.push(&event.principal_accepted);
+    }
+
+    /// Binds the nine arrays, in the order of [`insert_events_sql`]'s `UNNEST`.
     fn bind_to<'q>(
         &'q self,
         query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
@@ -86,21 +96,39 @@ fn encoding(err: serde_json::Error) -> StoreError {
 }
 
 /// Inserts the events bound at `$E+0..$E+8` (see [`EventColumns::bind_to`]); `{tenant}`
-/// is the parameter of the tenant, `{e}` the first event parameter.
-fn insert_events_sql(tenant: usize, e: usize) -> String {
+/// is the parameter of the tenant, `{e}` the first event parameter. With `created`, the
+/// name of a CTE that inserted assets and returned their `id` and `attributes`: an event
+/// without `asset_attributes` takes its asset's from there (the jsonb already parsed, not
+/// sent and parsed a second time), and is left out when its asset was not inserted. The
+/// statement ends in a `WHERE` clause, which a caller may extend with `AND …`.
+fn insert_events_sql(tenant: usize, e: usize, created: Option<&str>) -> String {
+    let (asset_attributes, join) = match created {
+        Some(cte) => (
+            "COALESCE(ev.asset_attributes::jsonb, c.attributes)".to_owned(),
+            format!(
+                "LEFT JOIN {cte} c ON c.id = ev.asset_id \
+                 WHERE (ev.asset_attributes IS NOT NULL OR c.id IS NOT NULL)"
+            ),
+        ),
+        None => (
+            "ev.asset_attributes::jsonb".to_owned(),
+            "WHERE TRUE".to_owned(),
+        ),
+    };
     format!(
         "INSERT INTO events (id, asset_id, tenant_id, behaviour, operation, event_attributes, \
            asset_attributes, timestamp_declared, timestamp_accepted, principal_declared, \
            principal_accepted) \
          SELECT ev.id, ev.asset_id, ${tenant}, ev.behaviour, ev.operation, \
-           ev.event_attributes::jsonb, ev.asset_attributes::jsonb, \
+           ev.event_attributes::jsonb, {asset_attributes}, \
            COALESCE(ev.declared, date_trunc('milliseconds', now())), \
            date_trunc('milliseconds', now()), ev.principal_declared::jsonb, \
            ev.principal_accepted::jsonb \
          FROM UNNEST(${}::uuid[], ${}::uuid[], ${}::text[], ${}::text[], ${}::text[], \
            ${}::text[], ${}::timestamptz[], ${}::text[], ${}::text[]) \
            AS ev (id, asset_id, behaviour, operation, event_attributes, asset_attributes, \
-                  declared, principal_declared, principal_accepted)",
+                  declared, principal_declared, principal_accepted) \
+         {join}",
         e,
         e + 1,
         e + 2,
@@ -123,8 +151,8 @@ pub(crate) async fn asset_create(
     let attributes = to_json_text(&new.attributes)?;
     let mut event = NewEvent::new(BEHAVIOUR_ASSET_CREATOR, OPERATION_NEW_ASSET, new.principal);
     event.asset_attributes = new.attributes;
-    let mut events = EventColumns::default();
-    events.push(EncodedEvent::new(id, &event).map_err(encoding)?);
+    let encoded = [EncodedEvent::new(id, &event).map_err(encoding)?];
+    let events = EventColumns::new(&encoded);
     let mut tx = store.pool.begin().await.map_err(backend)?;
     let row = sqlx::query(
         "INSERT INTO assets (id, tenant_id, source_key, behaviours, attributes, tracked, at_time, created_at) \
@@ -138,7 +166,7 @@ pub(crate) async fn asset_create(
     .fetch_one(&mut *tx)
     .await
     .map_err(backend)?;
-    let sql = insert_events_sql(1, 2);
+    let sql = insert_events_sql(1, 2, None);
     events
         .bind_to(sqlx::query(&sql).bind(tenant_id))
         .execute(&mut *tx)
@@ -178,9 +206,9 @@ pub(crate) async fn event_create(
     ) {
         return Ok(EventWrite::Refused(refused));
     }
-    let mut events = EventColumns::default();
-    events.push(EncodedEvent::new(asset_id, &new).map_err(encoding)?);
-    let sql = format!("{} RETURNING *", insert_events_sql(1, 2));
+    let encoded = [EncodedEvent::new(asset_id, &new).map_err(encoding)?];
+    let events = EventColumns::new(&encoded);
+    let sql = format!("{} RETURNING *", insert_events_sql(1, 2, None));
     let row = events
         .bind_to(sqlx::query(&sql).bind(tenant_id))
         .fetch_one(&mut *tx)
@@ -342,9 +370,14 @@ pub(crate) async fn write_page(
         upd_generations.push(incarnation.generation.clone());
         upd_versions.push(incarnation.version);
     }
+    let encoded = plan.encode_events(context).map_err(encoding)?;
     let mut events = EventColumns::default();
-    for event in plan.encode_events(context).map_err(encoding)? {
-        events.push(event);
+    for event in &encoded {
+        // A page's NewAsset events are those of the assets it inserts: they take the
+        // attributes from the `inserted` CTE.
+        let asset_attributes =
+            (event.operation != OPERATION_NEW_ASSET).then_some(event.asset_attributes.as_ref());
+        events.push(event, asset_attributes);
     }
 
     // The assets and events first, in one statement, written only while the import is in
@@ -363,7 +396,7 @@ pub(crate) async fn write_page(
                 $8::bigint[]) AS n (id, source_key, behaviours, attributes, generation, version) \
            WHERE EXISTS (SELECT 1 FROM live) \
            ON CONFLICT (tenant_id, source_key) DO NOTHING \
-           RETURNING 1 \
+           RETURNING id, attributes \
          ), updated AS ( \
            UPDATE assets a SET behaviours = u.behaviours::jsonb, \
              attributes = u.attributes::jsonb, tracked = TRUE, \
@@ -375,12 +408,12 @@ pub(crate) async fn write_page(
              AND EXISTS (SELECT 1 FROM live) \
            RETURNING 1 \
          ), recorded AS ( \
-           {} WHERE EXISTS (SELECT 1 FROM live) RETURNING 1 \
+           {} AND EXISTS (SELECT 1 FROM live) RETURNING 1 \
          ) \
          SELECT (SELECT COUNT(*) FROM live) AS live, \
                 (SELECT COUNT(*) FROM inserted) AS inserted, \
                 (SELECT COUNT(*) FROM updated) AS updated",
-        insert_events_sql(2, 15)
+        insert_events_sql(2, 15, Some("inserted"))
     );
     let query = sqlx::query(&sql)
         .bind(id)
@@ -487,11 +520,13 @@ pub(crate) async fn stop_tracking(
     .await
     .map_err(backend)?;
     let event = stop_tracking_event(context);
-    let mut events = EventColumns::default();
-    for asset_id in &stopped {
-        events.push(EncodedEvent::new(*asset_id, &event).map_err(encoding)?);
-    }
-    let sql = insert_events_sql(1, 2);
+    let encoded = stopped
+        .iter()
+        .map(|asset_id| EncodedEvent::new(*asset_id, &event))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(encoding)?;
+    let events = EventColumns::new(&encoded);
+    let sql = insert_events_sql(1, 2, None);
     events
         .bind_to(sqlx::query(&sql).bind(tenant_id))
         .execute(&mut *tx)

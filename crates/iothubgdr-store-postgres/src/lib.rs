@@ -53,7 +53,7 @@ pub(crate) const UNFINISHED: &str = "('PENDING', 'INPROGRESS')";
 pub(crate) const SCHEDULING_LOCK: i64 = 0x696f_7468_7562_6764;
 
 /// Page writes of one import in flight at once (see `concurrent_page_writes`).
-const PAGE_WRITERS: usize = 2;
+const PAGE_WRITERS: usize = 3;
 
 /// How the pool is sized and how long a statement may run.
 #[derive(Debug, Clone)]
@@ -153,8 +153,11 @@ impl Store for PostgresStore {
 
     fn concurrent_page_writes(&self) -> usize {
         // Pages of one import hold disjoint devices, written in key order, so concurrent
-        // writes neither block nor deadlock each other. Two keep the database busy while
-        // the import maps more; more would take connections other requests need.
+        // writes neither block nor deadlock each other. A page write spends part of its
+        // time writing WAL and extending files, so a third keeps the database's CPU busy
+        // meanwhile (bench/import.sh, PostgreSQL first import: median 88-90% of the
+        // build without history with three, 76-89% with two); a fourth gained nothing
+        // and takes a connection other requests need.
         PAGE_WRITERS
     }
 
