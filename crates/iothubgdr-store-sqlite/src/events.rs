@@ -2,7 +2,7 @@
 //! lists, and `at_time` (an asset folded from its events). What an event means is decided
 //! by `iothubgdr_store::history`, shared by every backend.
 
-use iothubgdr_store::history::apply_event;
+use iothubgdr_store::history::Replay;
 use iothubgdr_store::plan::EncodedEvent;
 use iothubgdr_store::{
     Asset, AssetFilter, AttributeFilter, AttributeTest, Attributes, Event, EventFilter,
@@ -90,7 +90,7 @@ pub(crate) async fn asset_get_at(
     else {
         return Ok(None);
     };
-    let mut asset = asset_from_row(&row)?;
+    let asset = asset_from_row(&row)?;
     let events = sqlx::query(
         "SELECT behaviour, operation, asset_attributes, timestamp_accepted FROM events \
          WHERE asset_id = ? AND timestamp_accepted <= ? ORDER BY seq",
@@ -100,33 +100,15 @@ pub(crate) async fn asset_get_at(
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let mut attributes = Attributes::new();
-    let mut tracked = true;
-    let mut last = None;
+    let mut replay = Replay::default();
     for event in &events {
         let behaviour: String = event.try_get("behaviour").map_err(backend)?;
         let operation: String = event.try_get("operation").map_err(backend)?;
         let changes: Attributes = json_col(event, "asset_attributes")?;
-        // Replay never refuses: the history is what it is.
-        let _ = apply_event(
-            &mut attributes,
-            &mut tracked,
-            &behaviour,
-            &operation,
-            &changes,
-            false,
-        );
-        last = Some(from_millis(
-            event.try_get("timestamp_accepted").map_err(backend)?,
-        )?);
+        let accepted = from_millis(event.try_get("timestamp_accepted").map_err(backend)?)?;
+        replay.apply(&behaviour, &operation, &changes, accepted);
     }
-    let Some(last) = last else {
-        return Ok(None);
-    };
-    asset.attributes = attributes;
-    asset.tracked = tracked;
-    asset.at_time = last;
-    Ok(Some(asset))
+    Ok(replay.into_asset(asset))
 }
 
 /// Appends the AND-ed tests of `filter` on the JSON object in `column`. `json_each` matches

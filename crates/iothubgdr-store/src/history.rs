@@ -149,6 +149,56 @@ pub fn apply_event(
     Ok(())
 }
 
+/// An asset's state rebuilt from its events, oldest first (`at_time`): every backend
+/// reads the events its own way and replays them here.
+#[derive(Debug)]
+pub struct Replay {
+    attributes: Attributes,
+    tracked: bool,
+    last_accepted: Option<OffsetDateTime>,
+}
+
+impl Default for Replay {
+    /// Before its first event: no attributes, tracked (as every asset is created).
+    fn default() -> Self {
+        Self {
+            attributes: Attributes::new(),
+            tracked: true,
+            last_accepted: None,
+        }
+    }
+}
+
+impl Replay {
+    /// Applies the next event. Replay never refuses: the history is what it is.
+    pub fn apply(
+        &mut self,
+        behaviour: &str,
+        operation: &str,
+        asset_attributes: &Attributes,
+        accepted: OffsetDateTime,
+    ) {
+        let _ = apply_event(
+            &mut self.attributes,
+            &mut self.tracked,
+            behaviour,
+            operation,
+            asset_attributes,
+            false,
+        );
+        self.last_accepted = Some(accepted);
+    }
+
+    /// `asset` as the replayed events left it, dated by the last of them; `None` when
+    /// there was none (the asset did not exist yet).
+    pub fn into_asset(self, mut asset: crate::Asset) -> Option<crate::Asset> {
+        asset.at_time = self.last_accepted?;
+        asset.attributes = self.attributes;
+        asset.tracked = self.tracked;
+        Some(asset)
+    }
+}
+
 /// The attributes of `new` that differ from `old`, and `""` for those `new` no longer has
 /// (an event cannot delete an attribute; an empty value is "not set", as the `!=*` filter
 /// reads it), except the `unknown` ones, which `new` cannot have.
