@@ -269,6 +269,13 @@ pub(crate) async fn event_count(
     fetch_count(&store.pool, query).await
 }
 
+/// What a page write answers when the import is no longer in progress (cancelled, or
+/// failed by another replica's reaper; gone: failed).
+async fn stopped(store: &PostgresStore, id: Uuid) -> StoreResult<PageWrite> {
+    let status = crate::imports::import_status(store, id).await?;
+    Ok(PageWrite::Stopped(status.unwrap_or(ImportStatus::Failed)))
+}
+
 pub(crate) async fn write_page(
     store: &PostgresStore,
     id: Uuid,
@@ -329,12 +336,7 @@ pub(crate) async fn write_page(
                 number_assets_imported: u64::try_from(number).unwrap_or(0),
                 breakdown: plan.breakdown,
             }),
-            None => {
-                let status = crate::imports::import_status(store, id)
-                    .await?
-                    .unwrap_or(ImportStatus::Failed);
-                Ok(PageWrite::Stopped(status))
-            }
+            None => stopped(store, id).await,
         };
     }
 
@@ -474,10 +476,7 @@ pub(crate) async fn write_page(
     .map_err(backend)?;
     let Some(number) = number else {
         tx.rollback().await.map_err(backend)?;
-        let status = crate::imports::import_status(store, id)
-            .await?
-            .unwrap_or(ImportStatus::Failed);
-        return Ok(PageWrite::Stopped(status));
+        return stopped(store, id).await;
     };
     tx.commit().await.map_err(backend)?;
     Ok(PageWrite::Written {
