@@ -4,7 +4,7 @@
 
 use iothubgdr_store::history::Replay;
 use iothubgdr_store::{
-    Asset, AssetFilter, AttributeFilter, AttributeTest, Attributes, Event, EventFilter,
+    Asset, AssetFilter, AttributeFilter, AttributeTest, Attributes, Event, EventFilter, Principal,
     PrincipalFilter, StoreResult,
 };
 use sqlx::postgres::PgRow;
@@ -12,9 +12,13 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::rows::{asset_from_row, backend, json_col};
+use crate::rows::{asset_from_row, backend, json_col, optional_json_col};
 
 pub(crate) fn event_from_row(row: &PgRow) -> StoreResult<Event> {
+    let principal_accepted: Principal = json_col(row, "principal_accepted")?;
+    // NULL: the accepted principal (stored only when it differs, see migration 0006).
+    let principal_declared =
+        optional_json_col(row, "principal_declared")?.unwrap_or_else(|| principal_accepted.clone());
     Ok(Event {
         id: row.try_get("id").map_err(backend)?,
         asset_id: row.try_get("asset_id").map_err(backend)?,
@@ -25,8 +29,8 @@ pub(crate) fn event_from_row(row: &PgRow) -> StoreResult<Event> {
         asset_attributes: json_col(row, "asset_attributes")?,
         timestamp_declared: row.try_get("timestamp_declared").map_err(backend)?,
         timestamp_accepted: row.try_get("timestamp_accepted").map_err(backend)?,
-        principal_declared: json_col(row, "principal_declared")?,
-        principal_accepted: json_col(row, "principal_accepted")?,
+        principal_declared,
+        principal_accepted,
         seq: row.try_get("seq").map_err(backend)?,
     })
 }
@@ -133,7 +137,11 @@ pub(crate) fn push_event_filter(query: &mut QueryBuilder<'_, Postgres>, filter: 
             query.push_bind(value.clone());
         }
     }
-    push_principal_filter(query, "principal_declared", &filter.principal_declared);
+    push_principal_filter(
+        query,
+        "COALESCE(principal_declared, principal_accepted)",
+        &filter.principal_declared,
+    );
     push_principal_filter(query, "principal_accepted", &filter.principal_accepted);
     for (column, op, at) in [
         ("timestamp_accepted", ">", filter.accepted_since),

@@ -48,7 +48,8 @@ struct EventColumns<'a> {
     /// [`insert_events_sql`]).
     asset_attributes: Vec<Option<&'a str>>,
     declared: Vec<Option<OffsetDateTime>>,
-    principal_declared: Vec<&'a str>,
+    /// `None`: the same as the accepted one (nearly every event), stored as NULL.
+    principal_declared: Vec<Option<&'a str>>,
     principal_accepted: Vec<&'a str>,
 }
 
@@ -69,7 +70,10 @@ impl<'a> EventColumns<'a> {
         self.event_attributes.push(&event.event_attributes);
         self.asset_attributes.push(asset_attributes);
         self.declared.push(event.timestamp_declared);
-        self.principal_declared.push(&event.principal_declared);
+        self.principal_declared.push(
+            (event.principal_declared != event.principal_accepted)
+                .then_some(event.principal_declared.as_str()),
+        );
         self.principal_accepted.push(&event.principal_accepted);
     }
 

@@ -85,6 +85,19 @@ pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> StoreResu
 
 pub(crate) fn json_col<T: DeserializeOwned>(row: &PgRow, name: &str) -> StoreResult<T> {
     let value: serde_json::Value = row.try_get(name).map_err(backend)?;
+    decode_json(value, name)
+}
+
+/// [`json_col`] of a nullable column.
+pub(crate) fn optional_json_col<T: DeserializeOwned>(
+    row: &PgRow,
+    name: &str,
+) -> StoreResult<Option<T>> {
+    let value: Option<serde_json::Value> = row.try_get(name).map_err(backend)?;
+    value.map(|value| decode_json(value, name)).transpose()
+}
+
+fn decode_json<T: DeserializeOwned>(value: serde_json::Value, name: &str) -> StoreResult<T> {
     serde_json::from_value(value).map_err(|err| StoreError::Backend {
         context: format!("bad JSON in column {name}"),
         source: Some(Box::new(err)),

@@ -268,6 +268,9 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
         if n % 2 == 0 {
             record.asset_attributes.insert("colour".into(), json!(""));
         }
+        if n == 0 {
+            record.principal_declared = Some(principal("inspector"));
+        }
         assert!(matches!(
             store.event_create(t, *id, record).await.unwrap(),
             EventWrite::Recorded(_)
@@ -313,6 +316,16 @@ pub async fn events_filter_and_page(db: &TestDatabase) {
         .await,
         5
     );
+    // Undeclared, the declared principal is the accepted one, for filters too.
+    let declared = |subject: &str| EventFilter {
+        principal_declared: PrincipalFilter {
+            subject: Some(subject.into()),
+            ..PrincipalFilter::default()
+        },
+        ..EventFilter::default()
+    };
+    assert_eq!(count(declared("poster")).await, 4);
+    assert_eq!(count(declared("inspector")).await, 1);
     assert_eq!(
         count(EventFilter {
             event_attributes: AttributeFilter::equals([("n", "3")]),
