@@ -25,6 +25,9 @@
 #                      unviable (the "after" run once tests were added)
 #   --test-arg ARG     passed to `cargo test` (repeatable; default --tests: unit and
 #                      integration tests, no doc tests), e.g. --test-arg=--test=engine
+#   --test-package PKG run the tests of PKG instead of the mutated package's (repeatable):
+#                      the shared store crate's planning is tested by the backends'
+#                      conformance suites, e.g. --test-package=iothubgdr-store-sqlite
 #   --nice N           niceness of the whole run (default 19: the lowest priority)
 #   --no-sync          test the copy of the sources the last run made, not the working tree
 #   --list             list the mutants only
@@ -78,6 +81,7 @@ list="${MUTANTS_LIST:-}"
 iterate=""
 no_sync=""
 test_args=()
+test_packages=()
 wanted=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -91,6 +95,8 @@ while [ $# -gt 0 ]; do
         --exclude-re=*) exclude_re="${1#*=}"; shift ;;
         --test-arg) test_args+=("$2"); shift 2 ;;
         --test-arg=*) test_args+=("${1#*=}"); shift ;;
+        --test-package) test_packages+=("$2"); shift 2 ;;
+        --test-package=*) test_packages+=("${1#*=}"); shift ;;
         --nice) nice_level="$2"; shift 2 ;;
         --nice=*) nice_level="${1#*=}"; shift ;;
         --iterate) iterate=1; shift ;;
@@ -270,6 +276,9 @@ for line in "${scopes[@]}"; do
     [ ${#test_args[@]} -eq 0 ] && test_args=(--tests)
     for arg in "${test_args[@]}"; do
         args+=("--cargo-test-arg=$arg")
+    done
+    for test_package in "${test_packages[@]}"; do
+        args+=(--test-package "$test_package")
     done
     if [ -n "$list" ]; then
         cargo mutants --list "${args[@]}"
