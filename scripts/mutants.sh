@@ -25,9 +25,15 @@
 #                      unviable (the "after" run once tests were added)
 #   --test-arg ARG     passed to `cargo test` (repeatable; default --tests: unit and
 #                      integration tests, no doc tests), e.g. --test-arg=--test=engine
+#   --cargo-arg ARG    passed to every cargo call, the build of each mutant too (repeatable):
+#                      name the test targets here (--cargo-arg=--test=engine) so that each
+#                      mutant builds only those, not every test binary of the package; then
+#                      --test-arg carries only what follows `--` (--test-arg=-- --test-arg=--skip ...)
 #   --test-package PKG run the tests of PKG instead of the mutated package's (repeatable):
 #                      the shared store crate's planning is tested by the backends'
 #                      conformance suites, e.g. --test-package=iothubgdr-store-sqlite
+#                      (cargo-mutants' own baseline would run the mutated package's tests
+#                      with these --test-args; the script runs the baseline itself instead)
 #   --nice N           niceness of the whole run (default 19: the lowest priority)
 #   --no-sync          test the copy of the sources the last run made, not the working tree
 #   --list             list the mutants only
@@ -82,6 +88,7 @@ iterate=""
 no_sync=""
 test_args=()
 test_packages=()
+cargo_args=()
 wanted=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -95,6 +102,8 @@ while [ $# -gt 0 ]; do
         --exclude-re=*) exclude_re="${1#*=}"; shift ;;
         --test-arg) test_args+=("$2"); shift 2 ;;
         --test-arg=*) test_args+=("${1#*=}"); shift ;;
+        --cargo-arg) cargo_args+=("$2"); shift 2 ;;
+        --cargo-arg=*) cargo_args+=("${1#*=}"); shift ;;
         --test-package) test_packages+=("$2"); shift 2 ;;
         --test-package=*) test_packages+=("${1#*=}"); shift ;;
         --nice) nice_level="$2"; shift 2 ;;
@@ -273,13 +282,27 @@ for line in "${scopes[@]}"; do
     [ -n "$iterate" ] && args+=(--iterate)
     # Unit and integration tests, not doc tests: no scoped crate has a runnable example,
     # and rustdoc would add a build per mutant.
-    [ ${#test_args[@]} -eq 0 ] && test_args=(--tests)
+    [ ${#test_args[@]} -eq 0 ] && [ ${#cargo_args[@]} -eq 0 ] && test_args=(--tests)
+    for arg in "${cargo_args[@]}"; do
+        args+=("--cargo-arg=$arg")
+    done
     for arg in "${test_args[@]}"; do
         args+=("--cargo-test-arg=$arg")
     done
-    for test_package in "${test_packages[@]}"; do
-        args+=(--test-package "$test_package")
-    done
+    baseline=()
+    if [ ${#test_packages[@]} -gt 0 ]; then
+        baseline=(cargo test)
+        for test_package in "${test_packages[@]}"; do
+            args+=(--test-package "$test_package")
+            baseline+=(--package "$test_package")
+        done
+        baseline+=("${cargo_args[@]}" "${test_args[@]}")
+        args+=(--baseline skip)
+        if [ -z "$timeout" ] && [ -z "$list" ]; then
+            echo "--test-package needs --timeout (there is no cargo-mutants baseline to derive it from)" >&2
+            exit 2
+        fi
+    fi
     if [ -n "$list" ]; then
         cargo mutants --list "${args[@]}"
         continue
@@ -291,6 +314,13 @@ for line in "${scopes[@]}"; do
         # Several jobs: cargo-mutants copies the tree once per job; each copy builds in a
         # target dir inside itself (a shared one would collide), from scratch.
         run=(env -u CARGO_TARGET_DIR cargo mutants --dir "$src" --jobs "$jobs" "${args[@]}")
+    fi
+    if [ ${#baseline[@]} -gt 0 ] && [ -z "$iterate" ]; then
+        echo "== $scope: baseline: ${baseline[*]}"
+        (cd "$src" && CARGO_TARGET_DIR="$build" nice -n "$nice_level" "${baseline[@]}" >"$home/$scope.baseline.log" 2>&1) || {
+            echo "== $scope: the unmutated tests fail (see $home/$scope.baseline.log)" >&2
+            exit 1
+        }
     fi
     echo "== $scope: ${run[*]}"
     # Exit codes 2 (missed mutants) and 3 (timeouts) are results, not failures of the run.
