@@ -105,12 +105,21 @@ pub async fn a_cancel_racing_page_writes_freezes_an_exact_count(db: &TestDatabas
         100,
         "red",
     ));
-    // Cancel once some pages are in.
+    // Cancel once some pages are in. A writer that is done while the count is still
+    // under 300 counted its pages wrong: a failure, not a wait that never ends (mutation
+    // runs met it as a hang: a store that adds 0 or 1 per page).
     loop {
+        // Taken before the count is read: if the writer was done, that count is its last.
+        let finished = writing.is_finished();
         let import = canceller.import_get(tenant_id, id).await.unwrap().unwrap();
         if import.number_assets_imported >= 300 {
             break;
         }
+        assert!(
+            !finished,
+            "every page was written and the import counts {}",
+            import.number_assets_imported
+        );
         tokio::task::yield_now().await;
     }
     let cancelled = canceller
