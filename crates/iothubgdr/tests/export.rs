@@ -268,6 +268,18 @@ async fn the_export_path_imports_every_device_exactly_once_and_keeps_the_sas_sec
     // Only the real SAS URLs are secrets of the leak check (the refused ones were echoed
     // nowhere either: checked above).
     f.assert_no_leak(&urls[..1]);
+    // The import cancels its hub job only when it ends before the job does: a finished job
+    // is left alone, and no log line says an export was cancelled (a mutation run found
+    // that a guard never disarmed, cancelling every finished job, passed every test).
+    let logs = f.server.stop();
+    assert!(logs.contains("export job started on the hub"), "{logs}");
+    for cancel in [
+        "export job cancelled on the hub",
+        "could not cancel the export job",
+        "cancelling the export job on the hub timed out",
+    ] {
+        assert!(!logs.contains(cancel), "{cancel}: {logs}");
+    }
 }
 
 /// Twin queries give no `generationId` and the export gives no `modelId`: what one way of
