@@ -97,7 +97,11 @@ async fn devices_that_left_before_the_read_are_no_failure() {
     assert_eq!(ids.len() as u64, DEVICES);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len() as u64, DEVICES);
     // Really in parts: range queries served (almost) every twin.
-    assert!(hub.stats().ranged_twins_served >= DEVICES - 100, "{:?}", hub.stats());
+    assert!(
+        hub.stats().ranged_twins_served >= DEVICES - 100,
+        "{:?}",
+        hub.stats()
+    );
 }
 
 /// A hub that counts 100 devices more than its parts hold, before and after the read: the
