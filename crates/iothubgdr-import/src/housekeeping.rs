@@ -68,7 +68,10 @@ impl Inner {
 
     /// Fails the unfinished imports of workers whose lease ran out.
     pub(crate) async fn reap_orphans(&self) -> Result<(), StoreError> {
-        let failed = self.store.imports_fail_orphaned(MSG_RESTARTED).await?;
+        let failed = self
+            .store
+            .imports_fail_orphaned(self.config.worker_id, MSG_RESTARTED)
+            .await?;
         if !failed.is_empty() {
             info!(
                 imports = failed.len(),

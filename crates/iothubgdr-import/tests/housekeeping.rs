@@ -204,9 +204,11 @@ async fn heartbeats_keep_a_long_import_alive_against_a_reaper_that_is_not_an_eng
         .await
         .expect("submit");
     let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    // Reaping as another replica does, which only the owner's lease can hold off.
+    let another_replica = uuid::Uuid::new_v4();
     let done = loop {
         let reaped = store
-            .imports_fail_orphaned(MSG_RESTARTED)
+            .imports_fail_orphaned(another_replica, MSG_RESTARTED)
             .await
             .expect("reap");
         assert!(reaped.is_empty(), "a live owner's import was reaped");

@@ -112,6 +112,7 @@ macro_rules! store_conformance_tests {
             done_among_names_only_done_imports,
             orphaned_imports_are_failed_and_live_ones_kept,
             retiring_a_worker_fails_its_imports_and_removes_it,
+            a_reaper_keeps_its_own_imports_whatever_its_lease_says,
             two_handles_write_the_same_keys_at_once,
             two_handles_write_duplicate_keys_in_one_page,
             a_cancel_racing_page_writes_freezes_an_exact_count,

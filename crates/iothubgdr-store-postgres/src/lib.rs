@@ -383,8 +383,8 @@ impl Store for PostgresStore {
         workers::worker_heartbeat(self, worker_id, lease).await
     }
 
-    async fn imports_fail_orphaned(&self, message: &str) -> StoreResult<Vec<Uuid>> {
-        workers::imports_fail_orphaned(self, message).await
+    async fn imports_fail_orphaned(&self, reaper: Uuid, message: &str) -> StoreResult<Vec<Uuid>> {
+        workers::imports_fail_orphaned(self, reaper, message).await
     }
 
     async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64> {

@@ -30,6 +30,7 @@ pub(crate) async fn worker_heartbeat(
 
 pub(crate) async fn imports_fail_orphaned(
     store: &PostgresStore,
+    reaper: Uuid,
     message: &str,
 ) -> StoreResult<Vec<Uuid>> {
     // One statement: both parts see one snapshot and one `now()`.
@@ -37,11 +38,12 @@ pub(crate) async fn imports_fail_orphaned(
         "WITH expired AS (DELETE FROM workers WHERE expires_at < now() RETURNING id) \
          UPDATE imports SET status = 'FAILED', error_message = $1, \
            finished_at = date_trunc('milliseconds', now()) \
-         WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR NOT EXISTS \
-           (SELECT 1 FROM workers w WHERE w.id = imports.worker_id AND w.expires_at >= now())) \
+         WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR (worker_id <> $2 AND NOT EXISTS \
+           (SELECT 1 FROM workers w WHERE w.id = imports.worker_id AND w.expires_at >= now()))) \
          RETURNING id"
     ))
     .bind(message)
+    .bind(reaper)
     .fetch_all(&store.pool)
     .await
     .map_err(backend)?;

@@ -4,6 +4,7 @@ use crate::query::count_of;
 use crate::query::fetch_page;
 use crate::rows;
 use crate::rows::{backend, import_from_row, millis};
+use crate::ExecuteInWriteTurn;
 use iothubgdr_store::{
     Admission, Import, ImportLimits, ImportOutcome, ImportStatus, LimitScope, NewImport, Page,
     PageRequest, StoreResult,
@@ -124,9 +125,8 @@ pub(crate) async fn import_delete(
     )
     .bind(tenant_id.to_string())
     .bind(id.to_string())
-    .execute(&store.pool)
-    .await
-    .map_err(backend)?;
+    .execute_in_write_turn(store)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -202,9 +202,8 @@ pub(crate) async fn import_set_total(store: &SqliteStore, id: Uuid, total: u64) 
     sqlx::query("UPDATE imports SET number_devices_total = ? WHERE id = ?")
         .bind(i64::try_from(total).unwrap_or(i64::MAX))
         .bind(id.to_string())
-        .execute(&store.pool)
-        .await
-        .map_err(backend)?;
+        .execute_in_write_turn(store)
+        .await?;
     Ok(())
 }
 
@@ -218,9 +217,8 @@ pub(crate) async fn import_add_refused(
     )
     .bind(i64::try_from(refused).unwrap_or(i64::MAX))
     .bind(id.to_string())
-    .execute(&store.pool)
-    .await
-    .map_err(backend)?;
+    .execute_in_write_turn(store)
+    .await?;
     Ok(())
 }
 
@@ -242,9 +240,8 @@ pub(crate) async fn import_finish(
     .bind(message)
     .bind(millis(OffsetDateTime::now_utc()))
     .bind(id.to_string())
-    .execute(&store.pool)
-    .await
-    .map_err(backend)?;
+    .execute_in_write_turn(store)
+    .await?;
     store.import_by_id(id).await
 }
 

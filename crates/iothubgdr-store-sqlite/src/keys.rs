@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use crate::rows::{backend, from_millis, millis};
+use crate::ExecuteInWriteTurn;
 use iothubgdr_store::{StoreError, StoreResult, StoredSigningKey};
 use time::OffsetDateTime;
 
@@ -71,9 +72,8 @@ pub(crate) async fn signing_key_retire(store: &SqliteStore, kid: &str) -> StoreR
     )
     .bind(millis(OffsetDateTime::now_utc()))
     .bind(kid)
-    .execute(&store.pool)
-    .await
-    .map_err(backend)?;
+    .execute_in_write_turn(store)
+    .await?;
     Ok(retired.rows_affected() > 0)
 }
 

@@ -169,6 +169,29 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// One writing statement in a write transaction of its own, in this process's write turn
+/// ([`SqliteStore::begin_write`]). Run on the pool instead, it would wait in SQLite's busy
+/// handler while page writes take the lock back to back, and could starve there for as
+/// long as an import writes: a heartbeat that waited out the lease, or an import's end.
+pub(crate) trait ExecuteInWriteTurn {
+    async fn execute_in_write_turn(
+        self,
+        store: &SqliteStore,
+    ) -> StoreResult<sqlx::sqlite::SqliteQueryResult>;
+}
+
+impl<'q> ExecuteInWriteTurn for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    async fn execute_in_write_turn(
+        self,
+        store: &SqliteStore,
+    ) -> StoreResult<sqlx::sqlite::SqliteQueryResult> {
+        let mut tx = store.begin_write().await?;
+        let done = self.execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done)
+    }
+}
+
 /// A broken uniqueness rule becomes a conflict naming `what`; anything else is sorted by
 /// [`backend`].
 fn unique_or_backend(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -436,8 +459,8 @@ impl Store for SqliteStore {
         workers::worker_heartbeat(self, worker_id, lease).await
     }
 
-    async fn imports_fail_orphaned(&self, message: &str) -> StoreResult<Vec<Uuid>> {
-        workers::imports_fail_orphaned(self, message).await
+    async fn imports_fail_orphaned(&self, reaper: Uuid, message: &str) -> StoreResult<Vec<Uuid>> {
+        workers::imports_fail_orphaned(self, reaper, message).await
     }
 
     async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64> {

@@ -5,6 +5,7 @@ use crate::query::push_location_filter;
 use crate::query::{fetch_count, fetch_page};
 use crate::rows;
 use crate::rows::{asset_from_row, backend, location_from_row, millis, to_json_text};
+use crate::ExecuteInWriteTurn;
 use iothubgdr_store::{
     App, Asset, AssetFilter, Location, LocationFilter, NewApp, NewLocation, Page, PageRequest,
     StoreResult, Tenant,
@@ -87,9 +88,8 @@ pub(crate) async fn app_list(store: &SqliteStore) -> StoreResult<Vec<App>> {
 pub(crate) async fn app_delete(store: &SqliteStore, client_id: &str) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM apps WHERE client_id = ?")
         .bind(client_id)
-        .execute(&store.pool)
-        .await
-        .map_err(backend)?;
+        .execute_in_write_turn(store)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -98,6 +98,7 @@ pub(crate) async fn location_create(
     tenant_id: Uuid,
     new: NewLocation,
 ) -> StoreResult<Location> {
+    let mut tx = store.begin_write().await?;
     let row = sqlx::query(
         "INSERT INTO locations \
            (id, tenant_id, display_name, description, latitude, longitude, attributes, created_at) \
@@ -111,9 +112,10 @@ pub(crate) async fn location_create(
     .bind(new.longitude)
     .bind(to_json_text(&new.attributes)?)
     .bind(millis(OffsetDateTime::now_utc()))
-    .fetch_one(&store.pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
     location_from_row(&row)
 }
 

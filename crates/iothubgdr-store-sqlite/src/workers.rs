@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::rows;
 use crate::rows::{backend, millis};
+use crate::ExecuteInWriteTurn;
 use iothubgdr_store::StoreResult;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,25 +24,26 @@ pub(crate) async fn worker_heartbeat(
     ))
     .bind(worker_id.to_string())
     .bind(lease_ms)
-    .execute(&store.pool)
-    .await
-    .map_err(backend)?;
+    .execute_in_write_turn(store)
+    .await?;
     Ok(())
 }
 
 pub(crate) async fn imports_fail_orphaned(
     store: &SqliteStore,
+    reaper: Uuid,
     message: &str,
 ) -> StoreResult<Vec<Uuid>> {
     let mut tx = store.begin_write().await?;
     let rows = sqlx::query(&format!(
         "UPDATE imports SET status = 'FAILED', error_message = ?, finished_at = ? \
-         WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR worker_id NOT IN \
-           (SELECT id FROM workers WHERE expires_at >= {NOW_MS})) \
+         WHERE status IN {UNFINISHED} AND (worker_id IS NULL OR (worker_id <> ? AND worker_id \
+           NOT IN (SELECT id FROM workers WHERE expires_at >= {NOW_MS}))) \
          RETURNING id"
     ))
     .bind(message)
     .bind(millis(OffsetDateTime::now_utc()))
+    .bind(reaper.to_string())
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;

@@ -543,8 +543,10 @@ pub trait Store: Send + Sync + 'static {
     /// Fails, with `message`, every unfinished import whose worker's lease has ended by
     /// the database's clock (or that has no worker row), and removes the expired worker
     /// rows. Returns the ids it failed. The secret of such an import died with its
-    /// process, so it can never resume.
-    async fn imports_fail_orphaned(&self, message: &str) -> StoreResult<Vec<Uuid>>;
+    /// process, so it can never resume. The imports of `reaper`, the worker asking, are
+    /// kept whatever its lease says: it is alive, and a heartbeat it was late to write
+    /// (a busy database, a loaded machine) is no reason to fail its own running imports.
+    async fn imports_fail_orphaned(&self, reaper: Uuid, message: &str) -> StoreResult<Vec<Uuid>>;
     /// A worker leaving: fails its unfinished imports with `message` and removes its row,
     /// in one transaction. Returns how many imports it failed.
     async fn worker_retire(&self, worker_id: Uuid, message: &str) -> StoreResult<u64>;

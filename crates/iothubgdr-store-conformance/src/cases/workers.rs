@@ -8,6 +8,9 @@ use uuid::Uuid;
 use crate::fixtures::{pending_import, tenant};
 use crate::TestDatabase;
 
+/// A worker that reaps in the cases below and runs no import of its own.
+const REAPER: Uuid = Uuid::from_u128(0x5EA9);
+
 pub async fn orphaned_imports_are_failed_and_live_ones_kept(db: &TestDatabase) {
     let store = db.open().await;
     let tenant_id = tenant(&store, "t").await;
@@ -27,7 +30,10 @@ pub async fn orphaned_imports_are_failed_and_live_ones_kept(db: &TestDatabase) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut reaped = store.imports_fail_orphaned("worker lost").await.unwrap();
+    let mut reaped = store
+        .imports_fail_orphaned(REAPER, "worker lost")
+        .await
+        .unwrap();
     reaped.sort();
     let mut expected = vec![dead, short];
     expected.sort();
@@ -46,7 +52,7 @@ pub async fn orphaned_imports_are_failed_and_live_ones_kept(db: &TestDatabase) {
         .await
         .unwrap();
     assert!(store
-        .imports_fail_orphaned("again")
+        .imports_fail_orphaned(REAPER, "again")
         .await
         .unwrap()
         .is_empty());
@@ -94,7 +100,7 @@ pub async fn retiring_a_worker_fails_its_imports_and_removes_it(db: &TestDatabas
     assert_eq!(store.worker_retire(worker, "again").await.unwrap(), 0);
     // Another worker's import is untouched.
     assert!(store
-        .imports_fail_orphaned("reaped")
+        .imports_fail_orphaned(REAPER, "reaped")
         .await
         .unwrap()
         .is_empty());
@@ -105,7 +111,36 @@ pub async fn retiring_a_worker_fails_its_imports_and_removes_it(db: &TestDatabas
     // The retired worker holds no lease any more: anything still filed under it is reaped.
     let late = pending_import(&store, tenant_id, worker).await;
     assert_eq!(
-        store.imports_fail_orphaned("reaped").await.unwrap(),
+        store.imports_fail_orphaned(REAPER, "reaped").await.unwrap(),
         vec![late]
+    );
+}
+
+pub async fn a_reaper_keeps_its_own_imports_whatever_its_lease_says(db: &TestDatabase) {
+    let store = db.open().await;
+    let tenant_id = tenant(&store, "t").await;
+    let me = Uuid::new_v4();
+    let mine = pending_import(&store, tenant_id, me).await;
+    assert_eq!(store.imports_claim(me, 10, 1).await.unwrap(), vec![mine]);
+    // My heartbeat came late: my lease is over by the database's clock.
+    store
+        .worker_heartbeat(me, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // I am alive, reaping: my running import stays.
+    assert!(store
+        .imports_fail_orphaned(me, "reaped")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.import_status(mine).await.unwrap(),
+        Some(ImportStatus::InProgress)
+    );
+    // Another replica cannot tell a late heartbeat from a death: it fails it.
+    assert_eq!(
+        store.imports_fail_orphaned(REAPER, "reaped").await.unwrap(),
+        vec![mine]
     );
 }
