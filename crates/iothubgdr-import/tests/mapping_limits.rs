@@ -81,9 +81,13 @@ fn a_page_counts_every_refused_twin() {
         .map(|i| twin(json!({"deviceId": if i % 2 == 0 { "bad id" } else { "ok" }})))
         .collect();
     let mut told = 0;
-    let page = map_page("h.azure-devices.net", &twins, None, TwinSource::Query, |_, _| {
-        told += 1
-    });
+    let page = map_page(
+        "h.azure-devices.net",
+        &twins,
+        None,
+        TwinSource::Query,
+        |_, _| told += 1,
+    );
     assert_eq!(page.refused, 3);
     assert_eq!(told, 3);
     assert_eq!(page.assets.len(), 2);
