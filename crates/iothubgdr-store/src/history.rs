@@ -273,17 +273,6 @@ pub struct ImportBreakdown {
     pub recreated: u64,
 }
 
-impl ImportBreakdown {
-    pub fn add(&mut self, other: &ImportBreakdown) {
-        self.created += other.created;
-        self.changed += other.changed;
-        self.unchanged += other.unchanged;
-        self.stopped_tracking += other.stopped_tracking;
-        self.tracked_again += other.tracked_again;
-        self.recreated += other.recreated;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
