@@ -7,18 +7,17 @@
 //! A mutation run found that no test noticed a reader left running after its job ended.
 
 mod backends;
-use backends::new_tenant;
+use backends::{client_of, import_request, new_tenant};
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::{Import, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 on_every_backend!(a_cancelled_import_stops_calling_a_throttled_hub);
 
@@ -66,13 +65,11 @@ async fn a_cancelled_import_stops_calling_a_throttled_hub(db: TestDatabase) {
     let config = EngineConfig {
         worker_id: Uuid::new_v4(),
         client: ClientOptions {
-            extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
-            resolve: vec![(hub.host_name(), hub.addr())],
             // Long enough that a reader left running would go on retrying well past the
             // quiet period below.
             retry_budget: Duration::from_secs(20),
             page_size: 100,
-            ..ClientOptions::default()
+            ..client_of(&hub)
         },
         readers_per_import: 1,
         lease: Duration::from_secs(2),
@@ -86,11 +83,7 @@ async fn a_cancelled_import_stops_calling_a_throttled_hub(db: TestDatabase) {
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "cancelled".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("cancelled", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");

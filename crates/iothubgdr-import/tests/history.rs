@@ -3,19 +3,19 @@
 //! gone (stopped once the whole hub was read) and back (tracked again).
 
 mod backends;
+use backends::{client_of, import_request};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, RunningEmulator};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::{
     AssetFilter, EventFilter, Import, ImportBreakdown, ImportStatus, NewApp, Store,
 };
 use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 /// Over the size (5,000) from which a hub is read by several readers.
 const DEVICES: u64 = 6_000;
@@ -50,11 +50,9 @@ async fn hub(devices: u64) -> RunningEmulator {
 async fn engine(store: &Arc<dyn Store>, hub: &RunningEmulator) -> Engine {
     let config = EngineConfig {
         client: ClientOptions {
-            extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
-            resolve: vec![(hub.host_name(), hub.addr())],
             retry_budget: Duration::from_secs(20),
             request_timeout: Duration::from_secs(10),
-            ..ClientOptions::default()
+            ..client_of(hub)
         },
         readers_per_import: 4,
         lease: Duration::from_secs(5),
@@ -72,11 +70,7 @@ async fn import(store: &Arc<dyn Store>, hub: &RunningEmulator, tenant: Uuid) -> 
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "nightly".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("nightly", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");

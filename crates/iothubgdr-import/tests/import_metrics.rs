@@ -7,18 +7,17 @@
 //! A mutation run of metrics.rs found no test of this crate that read the hub requests.
 
 mod backends;
-use backends::new_tenant;
+use backends::{client_of, import_request, new_tenant};
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::ImportStatus;
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 on_every_backend!(an_import_is_counted_on_the_engines_registry);
 
@@ -59,10 +58,8 @@ async fn an_import_is_counted_on_the_engines_registry(db: TestDatabase) {
     let config = EngineConfig {
         worker_id: Uuid::new_v4(),
         client: ClientOptions {
-            extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
-            resolve: vec![(hub.host_name(), hub.addr())],
             page_size: 100,
-            ..ClientOptions::default()
+            ..client_of(&hub)
         },
         readers_per_import: 1,
         ..EngineConfig::default()
@@ -74,11 +71,7 @@ async fn an_import_is_counted_on_the_engines_registry(db: TestDatabase) {
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "counted".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("counted", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");

@@ -2,18 +2,17 @@
 //! emulator, with ids over the whole device id alphabet, injected faults, and a quota.
 
 mod backends;
-use backends::new_tenant;
+use backends::{import_request, new_tenant};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, IdStyle, RunningEmulator};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::{AssetFilter, Import, ImportStatus, Store};
 use iothubgdr_store_sqlite::SqliteStore;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -65,11 +64,7 @@ async fn import_and_wait(f: &Fixture, engine: &Engine, tenant: Uuid) -> Import {
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "large".into(),
-                secret: Zeroizing::new(f.emulator.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("large", f.emulator.iothub_connection_string()),
         )
         .await
         .expect("submit");

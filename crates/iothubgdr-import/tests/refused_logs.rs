@@ -7,18 +7,17 @@
 //! or the "more" line for each one all passed.
 
 mod backends;
-use backends::{new_tenant, wait_done};
+use backends::{client_of, import_request, new_tenant, wait_done};
 mod capture;
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, Hostility};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::{AssetFilter, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 on_every_backend!(a_hub_of_refused_twins_logs_a_bounded_number_of_lines);
 
@@ -48,11 +47,9 @@ async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase)
     let config = EngineConfig {
         worker_id: Uuid::new_v4(),
         client: ClientOptions {
-            extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
-            resolve: vec![(hub.host_name(), hub.addr())],
             retry_budget: Duration::from_secs(5),
             page_size: 100,
-            ..ClientOptions::default()
+            ..client_of(&hub)
         },
         lease: Duration::from_secs(2),
         cancel_poll: Duration::from_millis(100),
@@ -65,11 +62,7 @@ async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase)
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "hostile".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("hostile", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");

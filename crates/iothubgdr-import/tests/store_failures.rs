@@ -10,19 +10,18 @@
 //! have failed an import with any text at all.
 
 mod backends;
-use backends::{new_tenant, wait_done};
+use backends::{import_request, new_tenant, wait_done};
 mod capture;
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, RunningEmulator};
-use iothubgdr_import::{Engine, EngineConfig, ImportRequest};
+use iothubgdr_import::{Engine, EngineConfig};
 use iothubgdr_store::{AssetFilter, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use sqlx::Connection;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 on_every_backend!(a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reason);
 
@@ -120,11 +119,7 @@ async fn a_store_that_refuses_the_page_writes_fails_the_import_with_a_clear_reas
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "refused".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("refused", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");
@@ -178,11 +173,7 @@ async fn keeps_asking_to_try_again(db: TestDatabase) {
     let import = engine
         .submit(
             tenant,
-            ImportRequest {
-                display_name: "busy".into(),
-                secret: Zeroizing::new(hub.iothub_connection_string()),
-                arc_home_location_identity: None,
-            },
+            import_request("busy", hub.iothub_connection_string()),
         )
         .await
         .expect("submit");

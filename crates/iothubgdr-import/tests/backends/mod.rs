@@ -75,6 +75,28 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Hub client options that reach `hub` on loopback (its CA, its address), the defaults
+/// otherwise.
+pub fn client_of(hub: &iothub_emulator::RunningEmulator) -> iothub_client::ClientOptions {
+    iothub_client::ClientOptions {
+        extra_root_ca_pem: Some(hub.ca_cert_pem().into_bytes()),
+        resolve: vec![(hub.host_name(), hub.addr())],
+        ..iothub_client::ClientOptions::default()
+    }
+}
+
+/// The request of an import named `display_name` of the hub that `connection_string` names.
+pub fn import_request(
+    display_name: &str,
+    connection_string: String,
+) -> iothubgdr_import::ImportRequest {
+    iothubgdr_import::ImportRequest {
+        display_name: display_name.into(),
+        secret: zeroize::Zeroizing::new(connection_string),
+        arc_home_location_identity: None,
+    }
+}
+
 /// A tenant of its own (imports and assets belong to one), made the way `apps create`
 /// makes it.
 pub async fn new_tenant(store: &Arc<dyn Store>) -> Uuid {
