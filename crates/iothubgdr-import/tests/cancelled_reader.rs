@@ -7,13 +7,13 @@
 //! A mutation run found that no test noticed a reader left running after its job ended.
 
 mod backends;
-use backends::{client_of, import_request, new_tenant};
+use backends::{client_of, import_request, new_tenant, started_engine};
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
-use iothubgdr_import::{Engine, EngineConfig};
+use iothubgdr_import::EngineConfig;
 use iothubgdr_store::{Import, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
@@ -76,9 +76,7 @@ async fn a_cancelled_import_stops_calling_a_throttled_hub(db: TestDatabase) {
         cancel_poll: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let mut registry = Registry::default();
-    let engine = Engine::new(db.open().await, config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, registry) = started_engine(db.open().await, config).await;
     let tenant = new_tenant(&store).await;
     let import = engine
         .submit(

@@ -6,7 +6,7 @@
 //! another engine, leases, shutdown and reaping.
 
 mod backends;
-use backends::{new_tenant, wait_done};
+use backends::{new_tenant, started_engine, wait_done};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -72,9 +72,7 @@ fn config(emulator: &RunningEmulator, per_tenant: usize) -> EngineConfig {
 }
 
 async fn engine_with(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let engine = Engine::new(store, config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, _registry) = started_engine(store, config).await;
     engine
 }
 

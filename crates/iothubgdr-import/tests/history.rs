@@ -3,7 +3,7 @@
 //! gone (stopped once the whole hub was read) and back (tracked again).
 
 mod backends;
-use backends::{client_of, import_request};
+use backends::{client_of, import_request, started_engine};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,9 +59,7 @@ async fn engine(store: &Arc<dyn Store>, hub: &RunningEmulator) -> Engine {
         cancel_poll: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let mut registry = prometheus_client::registry::Registry::default();
-    let engine = Engine::new(store.clone(), config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, _registry) = started_engine(store.clone(), config).await;
     engine
 }
 

@@ -9,7 +9,7 @@
 //! sleeps that guess how long the engine takes: a slow machine only makes them wait longer.
 
 mod backends;
-use backends::new_tenant;
+use backends::{new_tenant, started_engine};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,9 +119,7 @@ fn config(emulator: &RunningEmulator, per_tenant: usize) -> EngineConfig {
 }
 
 async fn started(db: &TestDatabase, config: EngineConfig) -> Observed {
-    let mut registry = Registry::default();
-    let engine = Engine::new(db.open().await, config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, registry) = started_engine(db.open().await, config).await;
     Observed { engine, registry }
 }
 

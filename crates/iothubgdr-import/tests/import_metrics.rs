@@ -7,13 +7,13 @@
 //! A mutation run of metrics.rs found no test of this crate that read the hub requests.
 
 mod backends;
-use backends::{client_of, import_request, new_tenant};
+use backends::{client_of, import_request, new_tenant, started_engine};
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults};
-use iothubgdr_import::{Engine, EngineConfig};
+use iothubgdr_import::EngineConfig;
 use iothubgdr_store::ImportStatus;
 use iothubgdr_store_conformance::TestDatabase;
 use prometheus_client::registry::Registry;
@@ -64,9 +64,7 @@ async fn an_import_is_counted_on_the_engines_registry(db: TestDatabase) {
         readers_per_import: 1,
         ..EngineConfig::default()
     };
-    let mut registry = Registry::default();
-    let engine = Engine::new(db.open().await, config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, registry) = started_engine(db.open().await, config).await;
     let tenant = new_tenant(&store).await;
     let import = engine
         .submit(

@@ -2,7 +2,7 @@
 //! emulator, with ids over the whole device id alphabet, injected faults, and a quota.
 
 mod backends;
-use backends::{import_request, new_tenant};
+use backends::{import_request, new_tenant, started_engine};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,9 +54,7 @@ async fn engine(f: &Fixture, readers: usize, queries_per_minute: Option<u32>) ->
         cancel_poll: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let mut registry = prometheus_client::registry::Registry::default();
-    let engine = Engine::new(f.store.clone(), config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, _registry) = started_engine(f.store.clone(), config).await;
     engine
 }
 

@@ -7,14 +7,14 @@
 //! or the "more" line for each one all passed.
 
 mod backends;
-use backends::{client_of, import_request, new_tenant, wait_done};
+use backends::{client_of, import_request, new_tenant, started_engine, wait_done};
 mod capture;
 
 use std::time::Duration;
 
 use iothub_client::ClientOptions;
 use iothub_emulator::{EmulatorConfig, Faults, Hostility};
-use iothubgdr_import::{Engine, EngineConfig};
+use iothubgdr_import::EngineConfig;
 use iothubgdr_store::{AssetFilter, ImportStatus};
 use iothubgdr_store_conformance::TestDatabase;
 use uuid::Uuid;
@@ -55,9 +55,7 @@ async fn a_hub_of_refused_twins_logs_a_bounded_number_of_lines(db: TestDatabase)
         cancel_poll: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let mut registry = prometheus_client::registry::Registry::default();
-    let engine = Engine::new(db.open().await, config, &mut registry);
-    engine.start().await.expect("start");
+    let (engine, _registry) = started_engine(db.open().await, config).await;
     let tenant = new_tenant(&store).await;
     let import = engine
         .submit(

@@ -75,6 +75,20 @@ macro_rules! on_every_backend {
     };
 }
 
+/// An engine on `store`, started, with the registry its metrics are in.
+pub async fn started_engine(
+    store: Arc<dyn Store>,
+    config: iothubgdr_import::EngineConfig,
+) -> (
+    iothubgdr_import::Engine,
+    prometheus_client::registry::Registry,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let engine = iothubgdr_import::Engine::new(store, config, &mut registry);
+    engine.start().await.expect("start");
+    (engine, registry)
+}
+
 /// Hub client options that reach `hub` on loopback (its CA, its address), the defaults
 /// otherwise.
 pub fn client_of(hub: &iothub_emulator::RunningEmulator) -> iothub_client::ClientOptions {
